@@ -1,0 +1,143 @@
+/* evstore/backend.h: the backend vtable, for people who write a backend. */
+#ifndef EVSTORE_BACKEND_H
+#define EVSTORE_BACKEND_H
+
+#include <stdarg.h>
+
+#include "common.h"
+#include "error.h"
+#include "event.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The vtable version this header describes. */
+#define EVS_BACKEND_VERSION 1
+
+/**
+ * Receives one event from a backend's read slot.
+ * @param event  taken: the callee frees it
+ * @return 0 to go on; any other value stops the read
+ */
+typedef int (*evs_backend_event_cb)(evs_event *event, void *payload);
+
+typedef struct evs_backend evs_backend;
+
+/**
+ * A storage backend. Embed it as the first member of your own struct,
+ * fill it, and hand it to evs_store_new(). The store's front end checks
+ * every argument before a slot is called, so a slot may trust that:
+ * aggregate ids are 1 to 255 bytes of valid UTF-8 without control
+ * characters; events are non-NULL, valid, and have distinct ids; n_events
+ * is at least 1; expected_version is EVS_NO_VERSION or above, or one of
+ * the documented sentinels, and expected_version + n_events does not
+ * overflow; after_version is EVS_NO_VERSION or above; out pointers and err
+ * records are valid (err may still be NULL). Slots may be called from
+ * several threads at once.
+ */
+struct evs_backend {
+	unsigned int version; /**< always first: EVS_BACKEND_VERSION */
+	/* ---- version 1 ---- */
+
+	/**
+	 * Required. Appends all events or none, following the contract of
+	 * evs_store_append(): the version check and its sentinels, the
+	 * idempotent replay by event id, EVS_EDUPLICATE for any other reuse
+	 * of an event id. Fill err with evs_error_set_conflict() on conflict.
+	 */
+	int (*append)(int64_t *version_out, evs_backend *be,
+	              const char *aggregate_id, int64_t expected_version,
+	              evs_event *const *events, size_t n_events, evs_error *err);
+
+	/**
+	 * Required. Calls @p cb once per event with a version greater than
+	 * @p after_version, oldest first, with events built by
+	 * evs_event_new_stored(). When cb returns non-zero, stops and returns
+	 * that value. Must not hold a lock that the store's other slots need
+	 * while cb runs: the callback may call the store.
+	 */
+	int (*read)(evs_backend *be, const char *aggregate_id,
+	            int64_t after_version, evs_backend_event_cb cb,
+	            void *payload, evs_error *err);
+
+	/**
+	 * Optional (may be NULL: the front end then reads the stream).
+	 * Sets *out to the version of the last event and returns 0, or sets
+	 * EVS_NO_VERSION and returns EVS_ENOTFOUND when there is none.
+	 */
+	int (*head)(int64_t *out, evs_backend *be, const char *aggregate_id,
+	            evs_error *err);
+
+	/** Required. Frees everything, @p be itself included. */
+	void (*free)(evs_backend *be);
+
+	/* ---- version 2 and later: append new slots here, never reorder ---- */
+};
+
+/** Initialiser for a backend vtable. */
+#define EVS_BACKEND_INIT {EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL}
+
+/**
+ * Wraps a backend in a store handle.
+ * @param[out] out  yours: free with evs_store_free(); NULL on failure
+ * @param be        taken, even on failure (its free slot is called)
+ * @param err       may be NULL; filled on failure
+ * @return 0, EVS_EINVALID (NULL or incomplete vtable), EVS_EUNSUPPORTED
+ *         (version 0 or newer than EVS_BACKEND_VERSION), or EVS_ENOMEM
+ */
+EVS_EXTERN(int) evs_store_new(evs_store **out, evs_backend *be,
+                              evs_error *err);
+
+/**
+ * Builds an event as read from storage. Nothing is checked: the backend
+ * vouches that @p type is valid and @p data_json (and @p metadata_json
+ * when not NULL) is valid JSON.
+ * @param[out] out        yours (usually handed on to the read callback)
+ * @param id              copied
+ * @param type            copied
+ * @param data_json       copied: @p data_len bytes, no NUL needed
+ * @param metadata_json   copied: @p metadata_len bytes, or NULL for none
+ * @param aggregate_id    copied
+ * @param version         0 or above
+ * @param position        the global position
+ * @param recorded_at     microseconds since 1970-01-01 UTC
+ * @return 0, or EVS_ENOMEM
+ */
+EVS_EXTERN(int) evs_event_new_stored(evs_event **out, const evs_uuid *id,
+                                     const char *type, const char *data_json,
+                                     size_t data_len,
+                                     const char *metadata_json,
+                                     size_t metadata_len,
+                                     const char *aggregate_id,
+                                     int64_t version, int64_t position,
+                                     int64_t recorded_at, evs_error *err);
+
+/**
+ * Fills @p err (when not NULL) with @p code, an optional SQLSTATE and a
+ * printf-style message, and returns @p code.
+ * @param sqlstate  copied: five characters, or NULL
+ */
+EVS_EXTERN(int) evs_error_set(evs_error *err, int code, const char *sqlstate,
+                              const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+	__attribute__((format(printf, 4, 5)))
+#endif
+	;
+
+/**
+ * Fills @p err (when not NULL) for a version conflict, with the standard
+ * message, and returns EVS_ECONFLICT.
+ * @param aggregate_id  copied
+ * @param expected      the caller's expected version (or sentinel)
+ * @param actual        the stream's version; EVS_NO_VERSION when empty
+ */
+EVS_EXTERN(int) evs_error_set_conflict(evs_error *err,
+                                       const char *aggregate_id,
+                                       int64_t expected, int64_t actual);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,131 @@
+/* evstore/store.h: the generic event store: append, load, current version. */
+#ifndef EVSTORE_STORE_H
+#define EVSTORE_STORE_H
+
+#include "common.h"
+#include "error.h"
+#include "event.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * A handle on an event store: one backend (in-memory, PostgreSQL or your
+ * own) behind the same interface. Safe to share between threads: every
+ * call may run concurrently with any other call on the same handle, except
+ * evs_store_free().
+ */
+typedef struct evs_store evs_store;
+
+/**
+ * Frees a store and its backend. No call on the store may be running or
+ * start afterwards. NULL is fine.
+ */
+EVS_EXTERN(void) evs_store_free(evs_store *store);
+
+/**
+ * Appends events to one aggregate's stream, all or none, as versions
+ * expected_version + 1, expected_version + 2, ...
+ *
+ * Concurrency: with an exact expected version (EVS_NO_VERSION, 0, 1, ...)
+ * the append fails with EVS_ECONFLICT unless the stream's version is
+ * exactly that; err then carries the aggregate id and both versions
+ * (actual -1 when the stream has no events). EVS_ANY_VERSION skips the
+ * check; EVS_STREAM_EXISTS only requires one stored event or more.
+ *
+ * Idempotence: re-sending events whose ids are already stored in this
+ * stream, in the same order, directly after the same expected version
+ * (anywhere in the stream, for EVS_ANY_VERSION and EVS_STREAM_EXISTS)
+ * succeeds and stores nothing, so a call whose reply was lost can simply
+ * be retried. Any other reuse of a stored event id fails with
+ * EVS_EDUPLICATE, and nothing is stored.
+ *
+ * An empty batch is a no-op that succeeds without any check.
+ *
+ * @param[out] version_out  may be NULL; the version of the batch's last
+ *                          event (for a replay, where it was first stored);
+ *                          for an empty batch, the stream's current version
+ *                          (EVS_NO_VERSION when it has no events)
+ * @param store             borrowed
+ * @param aggregate_id      borrowed for the call: 1 to 255 bytes of UTF-8,
+ *                          no control characters
+ * @param expected_version  EVS_NO_VERSION for a new stream, the current
+ *                          version, EVS_ANY_VERSION or EVS_STREAM_EXISTS
+ * @param events            borrowed for the call; may be NULL only when
+ *                          n_events is 0; ids must be distinct
+ * @param n_events          number of events
+ * @param err               may be NULL; filled on failure
+ * @return 0, EVS_ECONFLICT, EVS_EDUPLICATE, EVS_EINVALID (naming the
+ *         argument; nothing stored), or a backend error (EVS_ENOMEM,
+ *         EVS_EDB, EVS_EUNAVAILABLE, EVS_ETIMEOUT)
+ */
+EVS_EXTERN(int) evs_store_append(int64_t *version_out, evs_store *store,
+                                 const char *aggregate_id,
+                                 int64_t expected_version,
+                                 evs_event *const *events, size_t n_events,
+                                 evs_error *err);
+
+/**
+ * Loads the events of one aggregate whose version is greater than
+ * @p from_version, oldest first.
+ * @param[out] out      yours: free with evs_event_list_free(); NULL on
+ *                      failure. Empty (not an error) for an aggregate with
+ *                      no events or a from_version past the end.
+ * @param store         borrowed
+ * @param aggregate_id  borrowed for the call; the events keep a copy
+ * @param from_version  exclusive; EVS_NO_VERSION (or anything below it)
+ *                      loads every event
+ * @param err           may be NULL; filled on failure
+ * @return 0, EVS_EINVALID, or a backend error
+ */
+EVS_EXTERN(int) evs_store_load(evs_event_list **out, evs_store *store,
+                               const char *aggregate_id, int64_t from_version,
+                               evs_error *err);
+
+/**
+ * Called once per event by evs_store_foreach().
+ * @param event    borrowed: valid until the callback returns (keep a copy
+ *                 with evs_event_dup())
+ * @param payload  what was passed to evs_store_foreach()
+ * @return 0 to go on; anything else stops the read, and
+ *         evs_store_foreach() returns it (use positive values to tell them
+ *         from the library's negative codes)
+ */
+typedef int (*evs_event_cb)(const evs_event *event, void *payload);
+
+/**
+ * Streams the events of one aggregate whose version is greater than
+ * @p from_version, oldest first, one callback per event, without holding
+ * the whole stream in memory. The callback may call the store.
+ * @param store         borrowed
+ * @param aggregate_id  borrowed for the call
+ * @param from_version  exclusive, as for evs_store_load()
+ * @param cb            called once per event
+ * @param payload       passed to @p cb
+ * @param err           may be NULL; filled on failure
+ * @return 0 after the last event, the callback's non-zero value when it
+ *         stopped the read, EVS_EINVALID, or a backend error
+ */
+EVS_EXTERN(int) evs_store_foreach(evs_store *store, const char *aggregate_id,
+                                  int64_t from_version, evs_event_cb cb,
+                                  void *payload, evs_error *err);
+
+/**
+ * The version of an aggregate's last event.
+ * @param[out] version_out  the version; EVS_NO_VERSION when there is none
+ * @param store             borrowed
+ * @param aggregate_id      borrowed for the call
+ * @param err               may be NULL; filled on failure
+ * @return 0 when the aggregate has events, EVS_ENOTFOUND when it has none,
+ *         EVS_EINVALID, or a backend error
+ */
+EVS_EXTERN(int) evs_store_current_version(int64_t *version_out,
+                                          evs_store *store,
+                                          const char *aggregate_id,
+                                          evs_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

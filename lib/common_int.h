@@ -1,0 +1,36 @@
+/* Helpers shared inside lib/, not exported. */
+#ifndef EVSTORE_COMMON_INT_H
+#define EVSTORE_COMMON_INT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include <evstore/evstore.h>
+
+/* Checks an aggregate id or type name: 1 to EVS_ID_MAX bytes of valid
+ * UTF-8 with no control characters. `what` names the argument in the
+ * message. Returns 0 or EVS_EINVALID. */
+int evs__check_name(const char *what, const char *value, evs_error *err);
+
+/* 1 when s[0..len) is valid UTF-8 (no overlongs, surrogates or code
+ * points past U+10FFFF), else 0. */
+int evs__utf8_valid(const char *s, size_t len);
+
+/* Resets err to "no error" (freeing what an earlier call left). */
+void evs__error_reset(evs_error *err);
+
+/* Fills err with EVS_ENOMEM without allocating; returns EVS_ENOMEM. */
+int evs__error_nomem(evs_error *err);
+
+/* Adds the aggregate id to an error already set (EVS_EDUPLICATE). */
+int evs__error_set_aggregate(evs_error *err, const char *aggregate_id);
+
+/* Microseconds since 1970-01-01 UTC. */
+int64_t evs__now_us(void);
+
+/* Event lists are built by the library only. */
+int evs__event_list_new(evs_event_list **out, evs_error *err);
+/* Takes ev (frees it on failure). */
+int evs__event_list_push(evs_event_list *list, evs_event *ev, evs_error *err);
+
+#endif

@@ -1,0 +1,170 @@
+/* Error records: codes, messages and the conflict details. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common_int.h"
+
+/* Bits of evs_error.owned_: which strings the library allocated. */
+#define OWN_MESSAGE 1u
+#define OWN_DETAIL 2u
+#define OWN_ID 4u
+
+static const char nomem_message[] = "out of memory";
+
+void evs_error_clear(evs_error *err)
+{
+	if (err == NULL)
+		return;
+	if (err->owned_ & OWN_MESSAGE)
+		free((char *)err->message);
+	if (err->owned_ & OWN_DETAIL)
+		free((char *)err->detail);
+	if (err->owned_ & OWN_ID)
+		free((char *)err->aggregate_id);
+	memset(err, 0, sizeof(*err));
+}
+
+void evs__error_reset(evs_error *err)
+{
+	evs_error_clear(err);
+}
+
+int evs__error_nomem(evs_error *err)
+{
+	if (err != NULL) {
+		evs_error_clear(err);
+		err->code = EVS_ENOMEM;
+		err->message = nomem_message;
+	}
+	return EVS_ENOMEM;
+}
+
+static char *vformat(const char *fmt, va_list ap)
+{
+	va_list ap2;
+	char *buf;
+	int len;
+
+	va_copy(ap2, ap);
+	len = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (len < 0)
+		return NULL;
+	buf = malloc((size_t)len + 1);
+	if (buf != NULL)
+		vsnprintf(buf, (size_t)len + 1, fmt, ap);
+	return buf;
+}
+
+int evs_error_set(evs_error *err, int code, const char *sqlstate,
+                  const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	if (err == NULL)
+		return code;
+	evs_error_clear(err);
+	va_start(ap, fmt);
+	msg = vformat(fmt, ap);
+	va_end(ap);
+	if (msg == NULL) {
+		/* Keep the caller's code: it matters more than the text. */
+		err->message = nomem_message;
+	} else {
+		err->message = msg;
+		err->owned_ |= OWN_MESSAGE;
+	}
+	err->code = code;
+	if (sqlstate != NULL) {
+		memcpy(err->sqlstate, sqlstate, strnlen(sqlstate, 5));
+		err->sqlstate[5] = '\0';
+	}
+	return code;
+}
+
+static void describe_expected(char *buf, size_t size, int64_t expected)
+{
+	if (expected == EVS_ANY_VERSION)
+		snprintf(buf, size, "any version");
+	else if (expected == EVS_STREAM_EXISTS)
+		snprintf(buf, size, "an existing stream");
+	else
+		snprintf(buf, size, "version %lld", (long long)expected);
+}
+
+int evs_error_set_conflict(evs_error *err, const char *aggregate_id,
+                           int64_t expected, int64_t actual)
+{
+	char want[32];
+	char *id;
+
+	if (err == NULL)
+		return EVS_ECONFLICT;
+	describe_expected(want, sizeof(want), expected);
+	evs_error_set(err, EVS_ECONFLICT, NULL,
+	              "conflict appending events for aggregate \"%s\": "
+	              "expected %s, but current version is %lld",
+	              aggregate_id, want, (long long)actual);
+	id = strdup(aggregate_id);
+	if (id != NULL) {
+		err->aggregate_id = id;
+		err->owned_ |= OWN_ID;
+	}
+	err->expected_version = expected;
+	err->actual_version = actual;
+	return EVS_ECONFLICT;
+}
+
+int evs__error_set_aggregate(evs_error *err, const char *aggregate_id)
+{
+	char *id;
+
+	if (err == NULL || err->aggregate_id != NULL)
+		return 0;
+	id = strdup(aggregate_id);
+	if (id == NULL)
+		return EVS_ENOMEM;
+	err->aggregate_id = id;
+	err->owned_ |= OWN_ID;
+	return 0;
+}
+
+const char *evs_strerror(int code)
+{
+	switch (code) {
+	case EVS_OK:
+		return "success";
+	case EVS_ERROR:
+		return "error";
+	case EVS_ENOMEM:
+		return "out of memory";
+	case EVS_EINVALID:
+		return "invalid argument";
+	case EVS_ENOTFOUND:
+		return "not found";
+	case EVS_ECONFLICT:
+		return "version conflict";
+	case EVS_EDB:
+		return "database error";
+	case EVS_EUNSUPPORTED:
+		return "not supported";
+	case EVS_EUNAVAILABLE:
+		return "database unavailable";
+	case EVS_ETIMEOUT:
+		return "timed out";
+	case EVS_EDUPLICATE:
+		return "duplicate event id";
+	case EVS_ESCHEMA:
+		return "schema version mismatch";
+	default:
+		return "unknown error";
+	}
+}
+
+const char *evs_version(void)
+{
+	return EVS_VERSION_STRING;
+}

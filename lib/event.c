@@ -1,0 +1,463 @@
+/* Events: construction (with the argument checks), accessors, lists. */
+#include <json-c/json.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event_int.h"
+
+/* json-c's default nesting limit is 32; real payloads go deeper. */
+#define JSON_MAX_DEPTH 256
+
+static evs_event *event_alloc(const char *type, size_t type_len,
+                              const char *data, size_t data_len,
+                              const char *meta, size_t meta_len,
+                              const char *agg, size_t agg_len)
+{
+	size_t size = sizeof(evs_event) + type_len + 1 + data_len + 1;
+	evs_event *ev;
+	char *p;
+
+	if (meta != NULL)
+		size += meta_len + 1;
+	if (agg != NULL)
+		size += agg_len + 1;
+	ev = malloc(size);
+	if (ev == NULL)
+		return NULL;
+	memset(ev, 0, sizeof(*ev));
+	p = ev->buf;
+	memcpy(p, type, type_len);
+	p[type_len] = '\0';
+	ev->type = p;
+	p += type_len + 1;
+	memcpy(p, data, data_len);
+	p[data_len] = '\0';
+	ev->data = p;
+	ev->data_len = data_len;
+	p += data_len + 1;
+	if (meta != NULL) {
+		memcpy(p, meta, meta_len);
+		p[meta_len] = '\0';
+		ev->metadata = p;
+		ev->metadata_len = meta_len;
+		p += meta_len + 1;
+	}
+	if (agg != NULL) {
+		memcpy(p, agg, agg_len);
+		p[agg_len] = '\0';
+		ev->aggregate_id = p;
+	}
+	ev->version = EVS_NO_VERSION;
+	atomic_init(&ev->data_obj, NULL);
+	atomic_init(&ev->metadata_obj, NULL);
+	return ev;
+}
+
+/* Rejects what JSON text or PostgreSQL's jsonb cannot hold: non-finite
+ * numbers (json-c would print NaN) and strings with NUL in them. */
+static int check_tree(json_object *v, int depth, const char **why)
+{
+	size_t i, n;
+
+	if (depth > JSON_MAX_DEPTH) {
+		*why = "is nested too deeply";
+		return -1;
+	}
+	switch (json_object_get_type(v)) {
+	case json_type_double:
+		if (!isfinite(json_object_get_double(v))) {
+			*why = "holds a number that is not finite";
+			return -1;
+		}
+		return 0;
+	case json_type_string:
+		if (strlen(json_object_get_string(v)) !=
+		    (size_t)json_object_get_string_len(v)) {
+			*why = "holds a string with a NUL character";
+			return -1;
+		}
+		return 0;
+	case json_type_array:
+		n = json_object_array_length(v);
+		for (i = 0; i < n; i++)
+			if (check_tree(json_object_array_get_idx(v, i),
+			               depth + 1, why) < 0)
+				return -1;
+		return 0;
+	case json_type_object: {
+		json_object_object_foreach(v, key, child) {
+			(void)key;
+			if (check_tree(child, depth + 1, why) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+/* Serialises a caller's value; *text is borrowed from the value. */
+static int serialize(const char **text, size_t *len, const char *what,
+                     json_object *v, evs_error *err)
+{
+	const char *why = NULL;
+
+	if (check_tree(v, 0, &why) < 0)
+		return evs_error_set(err, EVS_EINVALID, NULL, "%s %s", what,
+		                     why);
+	*text = json_object_to_json_string_length(
+		v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+		len);
+	if (*text == NULL)
+		return evs__error_nomem(err);
+	if (!evs__utf8_valid(*text, *len))
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s holds a string that is not valid UTF-8",
+		                     what);
+	return 0;
+}
+
+/* Parses JSON text strictly; *out is yours (NULL for JSON null). */
+static int parse_strict(json_object **out, const char *what,
+                        const char *text, evs_error *err)
+{
+	size_t len = strlen(text);
+	json_tokener *tok;
+	json_object *v;
+	enum json_tokener_error jerr;
+	const char *why = NULL;
+	size_t end;
+	int rc = 0;
+
+	*out = NULL;
+	if (!evs__utf8_valid(text, len))
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s is not valid UTF-8", what);
+	if (len > (size_t)INT32_MAX - 1)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s is larger than 2 GB", what);
+	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+	if (tok == NULL)
+		return evs__error_nomem(err);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	/* Passing the NUL too tells json-c the text ends there. */
+	v = json_tokener_parse_ex(tok, text, (int)len + 1);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (jerr != json_tokener_success || end < len) {
+		json_object_put(v);
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s is not valid JSON: %s at byte %zu", what,
+		                     jerr != json_tokener_success
+		                             ? json_tokener_error_desc(jerr)
+		                             : "unexpected text after the value",
+		                     end);
+	}
+	if (check_tree(v, 0, &why) < 0) {
+		json_object_put(v);
+		return evs_error_set(err, EVS_EINVALID, NULL, "%s %s", what,
+		                     why);
+	}
+	*out = v;
+	return rc;
+}
+
+static int check_metadata_type(json_object *meta, evs_error *err)
+{
+	if (meta != NULL && !json_object_is_type(meta, json_type_object))
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "metadata must be a JSON object, not %s",
+		                     json_type_to_name(json_object_get_type(meta)));
+	return 0;
+}
+
+static int finish_new(evs_event **out, evs_event *ev, evs_error *err)
+{
+	int rc = evs_uuid_generate(&ev->id, err);
+
+	if (rc < 0) {
+		evs_event_free(ev);
+		return rc;
+	}
+	*out = ev;
+	return 0;
+}
+
+int evs_event_new(evs_event **out, const char *type, json_object *data,
+                  json_object *metadata, evs_error *err)
+{
+	const char *dtext, *mtext = NULL;
+	size_t dlen, mlen = 0;
+	evs_event *ev;
+	int rc;
+
+	evs__error_reset(err);
+	if (out == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "out must not be NULL");
+	*out = NULL;
+	if ((rc = evs__check_name("type", type, err)) < 0)
+		return rc;
+	if ((rc = check_metadata_type(metadata, err)) < 0)
+		return rc;
+	if ((rc = serialize(&dtext, &dlen, "data", data, err)) < 0)
+		return rc;
+	if (metadata == data && metadata != NULL) {
+		/* Printing it again could move the text we point into. */
+		mtext = dtext;
+		mlen = dlen;
+	} else if (metadata != NULL &&
+	           (rc = serialize(&mtext, &mlen, "metadata", metadata,
+	                           err)) < 0) {
+		return rc;
+	}
+	ev = event_alloc(type, strlen(type), dtext, dlen, mtext, mlen, NULL,
+	                 0);
+	if (ev == NULL)
+		return evs__error_nomem(err);
+	return finish_new(out, ev, err);
+}
+
+int evs_event_new_json(evs_event **out, const char *type,
+                       const char *data_json, const char *metadata_json,
+                       evs_error *err)
+{
+	json_object *data = NULL, *meta = NULL;
+	evs_event *ev;
+	int rc;
+
+	evs__error_reset(err);
+	if (out == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "out must not be NULL");
+	*out = NULL;
+	if ((rc = evs__check_name("type", type, err)) < 0)
+		return rc;
+	if (data_json == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "data must not be NULL (write \"null\" for "
+		                     "JSON null)");
+	if ((rc = parse_strict(&data, "data", data_json, err)) < 0)
+		return rc;
+	if (metadata_json != NULL) {
+		if ((rc = parse_strict(&meta, "metadata", metadata_json,
+		                       err)) < 0 ||
+		    (rc = check_metadata_type(meta, err)) < 0)
+			goto fail;
+	}
+	ev = event_alloc(type, strlen(type), data_json, strlen(data_json),
+	                 metadata_json,
+	                 metadata_json ? strlen(metadata_json) : 0, NULL, 0);
+	if (ev == NULL) {
+		rc = evs__error_nomem(err);
+		goto fail;
+	}
+	/* The parse is done: keep it for the accessors. */
+	atomic_store(&ev->data_obj, data);
+	atomic_store(&ev->metadata_obj, meta);
+	return finish_new(out, ev, err);
+fail:
+	json_object_put(data);
+	json_object_put(meta);
+	return rc;
+}
+
+int evs_event_new_stored(evs_event **out, const evs_uuid *id,
+                         const char *type, const char *data_json,
+                         size_t data_len, const char *metadata_json,
+                         size_t metadata_len, const char *aggregate_id,
+                         int64_t version, int64_t position,
+                         int64_t recorded_at, evs_error *err)
+{
+	evs_event *ev = event_alloc(type, strlen(type), data_json, data_len,
+	                            metadata_json, metadata_len, aggregate_id,
+	                            strlen(aggregate_id));
+
+	*out = NULL;
+	if (ev == NULL)
+		return evs__error_nomem(err);
+	ev->id = *id;
+	ev->version = version;
+	ev->position = position;
+	ev->recorded_at = recorded_at;
+	*out = ev;
+	return 0;
+}
+
+int evs_event_set_id(evs_event *ev, const evs_uuid *id, evs_error *err)
+{
+	static const evs_uuid nil;
+
+	evs__error_reset(err);
+	if (ev == NULL || id == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s must not be NULL",
+		                     ev == NULL ? "event" : "id");
+	if (evs_uuid_equal(id, &nil))
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "id must not be the nil UUID");
+	ev->id = *id;
+	return 0;
+}
+
+int evs_event_dup(evs_event **out, const evs_event *ev, evs_error *err)
+{
+	evs_event *copy;
+
+	evs__error_reset(err);
+	if (out == NULL || ev == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s must not be NULL",
+		                     out == NULL ? "out" : "event");
+	*out = NULL;
+	copy = event_alloc(ev->type, strlen(ev->type), ev->data, ev->data_len,
+	                   ev->metadata, ev->metadata_len, ev->aggregate_id,
+	                   ev->aggregate_id ? strlen(ev->aggregate_id) : 0);
+	if (copy == NULL)
+		return evs__error_nomem(err);
+	copy->id = ev->id;
+	copy->version = ev->version;
+	copy->position = ev->position;
+	copy->recorded_at = ev->recorded_at;
+	*out = copy;
+	return 0;
+}
+
+void evs_event_free(evs_event *ev)
+{
+	if (ev == NULL)
+		return;
+	json_object_put(atomic_load(&ev->data_obj));
+	json_object_put(atomic_load(&ev->metadata_obj));
+	free(ev);
+}
+
+const evs_uuid *evs_event_id(const evs_event *ev)
+{
+	return &ev->id;
+}
+
+const char *evs_event_type(const evs_event *ev)
+{
+	return ev->type;
+}
+
+const char *evs_event_data_json(const evs_event *ev)
+{
+	return ev->data;
+}
+
+const char *evs_event_metadata_json(const evs_event *ev)
+{
+	return ev->metadata;
+}
+
+/* Parses text once per event, whichever thread gets there first. */
+static json_object *lazy_parse(_Atomic(json_object *) *slot,
+                               const char *text, size_t len)
+{
+	json_object *cur = atomic_load(slot);
+	json_object *expected = NULL;
+	json_tokener *tok;
+
+	if (cur != NULL || text == NULL || len > (size_t)INT32_MAX - 1)
+		return cur;
+	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+	if (tok == NULL)
+		return NULL;
+	cur = json_tokener_parse_ex(tok, text, (int)len + 1);
+	json_tokener_free(tok);
+	if (cur == NULL)
+		return NULL; /* JSON null */
+	if (!atomic_compare_exchange_strong(slot, &expected, cur)) {
+		json_object_put(cur);
+		return expected;
+	}
+	return cur;
+}
+
+json_object *evs_event_data(const evs_event *ev)
+{
+	evs_event *e = (evs_event *)ev; /* the cache is not observable */
+
+	return lazy_parse(&e->data_obj, e->data, e->data_len);
+}
+
+json_object *evs_event_metadata(const evs_event *ev)
+{
+	evs_event *e = (evs_event *)ev;
+
+	return lazy_parse(&e->metadata_obj, e->metadata, e->metadata_len);
+}
+
+const char *evs_event_aggregate_id(const evs_event *ev)
+{
+	return ev->aggregate_id;
+}
+
+int64_t evs_event_version(const evs_event *ev)
+{
+	return ev->version;
+}
+
+int64_t evs_event_position(const evs_event *ev)
+{
+	return ev->position;
+}
+
+int64_t evs_event_recorded_at(const evs_event *ev)
+{
+	return ev->recorded_at;
+}
+
+int evs__event_list_new(evs_event_list **out, evs_error *err)
+{
+	evs_event_list *list = calloc(1, sizeof(*list));
+
+	*out = list;
+	return list == NULL ? evs__error_nomem(err) : 0;
+}
+
+int evs__event_list_push(evs_event_list *list, evs_event *ev, evs_error *err)
+{
+	if (list->count == list->cap) {
+		size_t cap = list->cap ? list->cap * 2 : 16;
+		evs_event **items = realloc(list->items, cap * sizeof(*items));
+
+		if (items == NULL) {
+			evs_event_free(ev);
+			return evs__error_nomem(err);
+		}
+		list->items = items;
+		list->cap = cap;
+	}
+	list->items[list->count++] = ev;
+	return 0;
+}
+
+size_t evs_event_list_count(const evs_event_list *list)
+{
+	return list == NULL ? 0 : list->count;
+}
+
+const evs_event *evs_event_list_get(const evs_event_list *list, size_t index)
+{
+	if (list == NULL || index >= list->count)
+		return NULL;
+	return list->items[index];
+}
+
+void evs_event_list_free(evs_event_list *list)
+{
+	size_t i;
+
+	if (list == NULL)
+		return;
+	for (i = 0; i < list->count; i++)
+		evs_event_free(list->items[i]);
+	free(list->items);
+	free(list);
+}

@@ -1,0 +1,33 @@
+/* The event struct, shared by the library's own backends. */
+#ifndef EVSTORE_EVENT_INT_H
+#define EVSTORE_EVENT_INT_H
+
+#include <stdatomic.h>
+
+#include "common_int.h"
+
+struct evs_event {
+	evs_uuid id;
+	const char *type;       /* all strings point into buf */
+	const char *data;       /* JSON text, NUL-terminated */
+	size_t data_len;
+	const char *metadata;   /* JSON object text, or NULL */
+	size_t metadata_len;
+	const char *aggregate_id; /* NULL until stored */
+	int64_t version;        /* EVS_NO_VERSION until stored */
+	int64_t position;
+	int64_t recorded_at;
+	/* Parsed on first use; set once with a compare-and-swap so that
+	 * readers on several threads agree on one object. */
+	_Atomic(json_object *) data_obj;
+	_Atomic(json_object *) metadata_obj;
+	char buf[];
+};
+
+struct evs_event_list {
+	size_t count;
+	size_t cap;
+	evs_event **items;
+};
+
+#endif

@@ -1,0 +1,285 @@
+/* The store front end: every argument is checked here, once; then the
+ * call goes to the backend, which trusts what reaches it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "event_int.h"
+
+struct evs_store {
+	evs_backend *be;
+};
+
+int evs_store_new(evs_store **out, evs_backend *be, evs_error *err)
+{
+	evs_store *store;
+
+	evs__error_reset(err);
+	if (out != NULL)
+		*out = NULL;
+	if (be == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "backend must not be NULL");
+	if (be->version == 0 || be->version > EVS_BACKEND_VERSION) {
+		unsigned int v = be->version;
+
+		if (be->free != NULL)
+			be->free(be);
+		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                     "backend vtable version %u is not supported "
+		                     "(this library knows 1 to %d)",
+		                     v, EVS_BACKEND_VERSION);
+	}
+	if (out == NULL || be->append == NULL || be->read == NULL ||
+	    be->free == NULL) {
+		const char *what = out == NULL         ? "out"
+		                   : be->append == NULL ? "backend append slot"
+		                   : be->read == NULL   ? "backend read slot"
+		                                        : "backend free slot";
+		if (be->free != NULL)
+			be->free(be);
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s must not be NULL", what);
+	}
+	store = malloc(sizeof(*store));
+	if (store == NULL) {
+		be->free(be);
+		return evs__error_nomem(err);
+	}
+	store->be = be;
+	*out = store;
+	return 0;
+}
+
+void evs_store_free(evs_store *store)
+{
+	if (store == NULL)
+		return;
+	store->be->free(store->be);
+	free(store);
+}
+
+static int check_store(evs_store *store, evs_error *err)
+{
+	if (store == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "store must not be NULL");
+	return 0;
+}
+
+/* Event ids must be distinct within a batch: sort copies and compare
+ * neighbours (a batch may hold many thousands of events). */
+static int cmp_uuid(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(evs_uuid));
+}
+
+static int check_batch(evs_event *const *events, size_t n, evs_error *err)
+{
+	evs_uuid *ids;
+	size_t i;
+	int rc = 0;
+
+	if (n > 0 && events == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "events must not be NULL when n_events is "
+		                     "%zu", n);
+	for (i = 0; i < n; i++)
+		if (events[i] == NULL)
+			return evs_error_set(err, EVS_EINVALID, NULL,
+			                     "events[%zu] must not be NULL", i);
+	if (n < 2)
+		return 0;
+	ids = malloc(n * sizeof(*ids));
+	if (ids == NULL)
+		return evs__error_nomem(err);
+	for (i = 0; i < n; i++)
+		ids[i] = events[i]->id;
+	qsort(ids, n, sizeof(*ids), cmp_uuid);
+	for (i = 1; i < n; i++) {
+		if (evs_uuid_equal(&ids[i - 1], &ids[i])) {
+			char text[EVS_UUID_STRLEN + 1];
+
+			evs_uuid_format(text, &ids[i]);
+			rc = evs_error_set(err, EVS_EINVALID, NULL,
+			                   "events holds event id %s twice", text);
+			break;
+		}
+	}
+	free(ids);
+	return rc;
+}
+
+static int check_expected(int64_t expected, size_t n, evs_error *err)
+{
+	if (expected < EVS_NO_VERSION && expected != EVS_ANY_VERSION &&
+	    expected != EVS_STREAM_EXISTS)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "expected_version %lld is not a version "
+		                     "(0 or more) nor EVS_NO_VERSION, "
+		                     "EVS_ANY_VERSION or EVS_STREAM_EXISTS",
+		                     (long long)expected);
+	if (expected >= 0 && (uint64_t)(INT64_MAX - expected) < n)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "expected_version %lld leaves no room for "
+		                     "%zu more events", (long long)expected, n);
+	return 0;
+}
+
+int evs_store_append(int64_t *version_out, evs_store *store,
+                     const char *aggregate_id, int64_t expected_version,
+                     evs_event *const *events, size_t n_events,
+                     evs_error *err)
+{
+	int64_t version = EVS_NO_VERSION;
+	int rc;
+
+	evs__error_reset(err);
+	if ((rc = check_store(store, err)) < 0 ||
+	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0 ||
+	    (rc = check_expected(expected_version, n_events, err)) < 0 ||
+	    (rc = check_batch(events, n_events, err)) < 0)
+		return rc;
+	if (n_events == 0) {
+		if (version_out == NULL)
+			return 0;
+		rc = evs_store_current_version(&version, store, aggregate_id,
+		                               err);
+		if (rc == EVS_ENOTFOUND) {
+			evs__error_reset(err);
+			rc = 0;
+		}
+		if (rc == 0)
+			*version_out = version;
+		return rc;
+	}
+	rc = store->be->append(&version, store->be, aggregate_id,
+	                       expected_version, events, n_events, err);
+	if (rc == 0 && version_out != NULL)
+		*version_out = version;
+	return rc;
+}
+
+typedef struct {
+	evs_event_list *list;
+	evs_error *err;
+} collect_ctx;
+
+static int collect(evs_event *ev, void *payload)
+{
+	collect_ctx *ctx = payload;
+
+	return evs__event_list_push(ctx->list, ev, ctx->err);
+}
+
+static int64_t clamp_from(int64_t from_version)
+{
+	return from_version < EVS_NO_VERSION ? EVS_NO_VERSION : from_version;
+}
+
+int evs_store_load(evs_event_list **out, evs_store *store,
+                   const char *aggregate_id, int64_t from_version,
+                   evs_error *err)
+{
+	collect_ctx ctx;
+	int rc;
+
+	evs__error_reset(err);
+	if (out == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "out must not be NULL");
+	*out = NULL;
+	if ((rc = check_store(store, err)) < 0 ||
+	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0)
+		return rc;
+	if ((rc = evs__event_list_new(&ctx.list, err)) < 0)
+		return rc;
+	ctx.err = err;
+	rc = store->be->read(store->be, aggregate_id, clamp_from(from_version),
+	                     collect, &ctx, err);
+	if (rc != 0) {
+		evs_event_list_free(ctx.list);
+		/* A push failure stops the read with its own code. */
+		return rc > 0 ? evs_error_set(err, EVS_ERROR, NULL,
+		                              "backend read stopped with %d",
+		                              rc)
+		              : rc;
+	}
+	*out = ctx.list;
+	return 0;
+}
+
+typedef struct {
+	evs_event_cb cb;
+	void *payload;
+} foreach_ctx;
+
+static int forward(evs_event *ev, void *payload)
+{
+	foreach_ctx *ctx = payload;
+	int rc = ctx->cb(ev, ctx->payload);
+
+	evs_event_free(ev);
+	return rc;
+}
+
+int evs_store_foreach(evs_store *store, const char *aggregate_id,
+                      int64_t from_version, evs_event_cb cb, void *payload,
+                      evs_error *err)
+{
+	foreach_ctx ctx;
+	int rc;
+
+	evs__error_reset(err);
+	if ((rc = check_store(store, err)) < 0 ||
+	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0)
+		return rc;
+	if (cb == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "cb must not be NULL");
+	ctx.cb = cb;
+	ctx.payload = payload;
+	return store->be->read(store->be, aggregate_id,
+	                       clamp_from(from_version), forward, &ctx, err);
+}
+
+static int track_last(evs_event *ev, void *payload)
+{
+	*(int64_t *)payload = ev->version;
+	evs_event_free(ev);
+	return 0;
+}
+
+int evs_store_current_version(int64_t *version_out, evs_store *store,
+                              const char *aggregate_id, evs_error *err)
+{
+	int64_t version = EVS_NO_VERSION;
+	int rc;
+
+	evs__error_reset(err);
+	if (version_out == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "version_out must not be NULL");
+	*version_out = EVS_NO_VERSION;
+	if ((rc = check_store(store, err)) < 0 ||
+	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0)
+		return rc;
+	if (store->be->head != NULL) {
+		rc = store->be->head(&version, store->be, aggregate_id, err);
+	} else {
+		/* The slot is optional: fall back to reading the stream. */
+		rc = store->be->read(store->be, aggregate_id, EVS_NO_VERSION,
+		                     track_last, &version, err);
+		if (rc == 0 && version == EVS_NO_VERSION)
+			rc = EVS_ENOTFOUND;
+	}
+	if (rc == EVS_ENOTFOUND) {
+		version = EVS_NO_VERSION;
+		if (err != NULL && err->code != EVS_ENOTFOUND)
+			evs_error_set(err, EVS_ENOTFOUND, NULL,
+			              "aggregate \"%s\" has no events",
+			              aggregate_id);
+	}
+	if (rc == 0 || rc == EVS_ENOTFOUND)
+		*version_out = version;
+	return rc;
+}

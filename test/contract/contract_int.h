@@ -1,0 +1,39 @@
+/* Shared by the contract test files: the store under test and helpers. */
+#ifndef EVSTORE_TEST_CONTRACT_INT_H
+#define EVSTORE_TEST_CONTRACT_INT_H
+
+#include "contract/contract.h"
+
+/* The backend under test and the store its fixture opened for this test. */
+extern const contract_backend *ct_backend;
+extern evs_store *ct_store;
+
+/* Checked fixtures: open a store before each test, free it after. */
+void ct_setup(void);
+void ct_teardown(void);
+
+/* A per-test aggregate id built from `base` (the backend's prefix plus
+ * base). Returns one of 16 rotating static buffers. */
+const char *ct_id(const char *base);
+
+/* A new event of `type` whose data is {"n": n}; fails the test on error.
+ * Yours: free with evs_event_free(). */
+evs_event *ct_event(const char *type, int n);
+
+/* Appends one event {"n": n} of type "tested". Returns the store's code;
+ * err may be NULL. */
+int ct_append_one(const char *id, int64_t expected, evs_error *err);
+
+/* Appends n events built by ct_event("tested", first + i). */
+int ct_append_n(const char *id, int64_t expected, int first, size_t n,
+                evs_error *err);
+
+/* Number of events stored for id (via evs_store_load); fails the test on
+ * error. */
+size_t ct_count(const char *id);
+
+/* The tcases of contract_args.c: every bad input gets EVS_EINVALID naming
+ * the argument, and nothing is stored. */
+void ct_add_args_tests(Suite *s);
+
+#endif
