@@ -1,34 +1,55 @@
 # evstore: plain Makefile. `make` builds the library; `make check` runs the
-# tests; `make demo` runs the example. See README.md.
+# tests; `make demo` runs the example; `make help` lists the rest.
+#
+# Knobs: PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR (install), CC CXX
+# PKG_CONFIG, CFLAGS CPPFLAGS LDFLAGS (added to ours, never replacing them),
+# WERROR=0 (warnings stay warnings), OPT (default -O2 -g), BUILD (build/).
+# `make check`, `demo`, `asan` and `valgrind` first run scripts/deps.sh,
+# which installs missing Debian packages when root (EVS_SKIP_DEPS=1: don't).
 
-PREFIX     ?= /usr/local
-LIBDIR     ?= $(PREFIX)/lib
-INCLUDEDIR ?= $(PREFIX)/include
+PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+PKG_CONFIG   ?= pkg-config
 
-CC      ?= cc
+# Versions live only in version.h. While MAJOR is 0, every minor release may
+# break the ABI, so 0.MINOR goes in the SONAME (and names the map's node).
 ver      = $(shell awk '/define EVS_VERSION_$(1) / {print $$3}' include/evstore/version.h)
 MAJOR   := $(call ver,MAJOR)
 MINOR   := $(call ver,MINOR)
 PATCH   := $(call ver,PATCH)
 VERSION := $(MAJOR).$(MINOR).$(PATCH)
-# While MAJOR is 0, every minor release may break the ABI: 0.Y goes in the SONAME.
 SONAME  := libevstore.so.$(if $(filter 0,$(MAJOR)),$(MAJOR).$(MINOR),$(MAJOR))
 REALNAME:= libevstore.so.$(VERSION)
 
 WARN     = -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wwrite-strings
 WERROR  ?= 1
 WARN    += $(if $(filter 1,$(WERROR)),-Werror)
+CXXWARN  = -Wall -Wextra -Wpedantic -Wshadow $(if $(filter 1,$(WERROR)),-Werror)
 OPT     ?= -O2 -g
 SAN     ?=
-DEPS_CFLAGS = $(shell pkg-config --cflags libpq json-c)
-DEPS_LIBS   = $(shell pkg-config --libs libpq json-c)
-CHECK_CFLAGS = $(shell pkg-config --cflags check)
-CHECK_LIBS   = $(shell pkg-config --libs check)
+
+# Computed once per make run; silent when missing (need-pkgs says why).
+DEPS_PKGS     = libpq json-c
+DEPS_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(DEPS_PKGS) 2>/dev/null)
+DEPS_LIBS    := $(shell $(PKG_CONFIG) --libs $(DEPS_PKGS) 2>/dev/null)
+JSONC_CFLAGS := $(shell $(PKG_CONFIG) --cflags json-c 2>/dev/null)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+DEPFLAGS    = -MMD -MP
 EVS_CFLAGS  = -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
-              -Iinclude -Ilib $(WARN) $(OPT) $(SAN) $(DEPS_CFLAGS) $(CFLAGS)
+              -Iinclude -Ilib $(WARN) $(OPT) $(SAN) $(DEPS_CFLAGS) \
+              $(CPPFLAGS) $(CFLAGS)
 TEST_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Itest $(WARN) \
-              $(OPT) $(SAN) $(DEPS_CFLAGS) $(CHECK_CFLAGS) $(CFLAGS)
+              $(OPT) $(SAN) $(DEPS_CFLAGS) $(CHECK_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+EX_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude $(WARN) $(OPT) \
+              $(SAN) $(DEPS_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+# -z defs: every symbol the .so uses must come from a library it names.
+# (Not with sanitizers: their runtime comes from the executable.)
+SO_LDFLAGS  = -shared -Wl,-soname,$(SONAME) \
+              -Wl,--version-script=lib/evstore.map $(if $(SAN),,-Wl,-z,defs)
 
 BUILD   ?= build
 LIB_SRCS := $(wildcard lib/*.c)
@@ -37,62 +58,208 @@ HEADERS  := $(wildcard include/evstore/*.h)
 
 UNIT_SRCS := $(wildcard test/unit/*.c) $(wildcard test/contract/*.c)
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
+INTEG_SRCS := $(wildcard test/integration/*.c) $(wildcard test/contract/*.c)
+INTEG_OBJS := $(INTEG_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all check check-unit deps asan valgrind clean install uninstall demo
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLES     := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-all: $(BUILD)/$(REALNAME) $(BUILD)/libevstore.a $(BUILD)/evstore.pc
+# What `make check` runs, in order, after building. check-integration runs
+# the same contract suite, and the PostgreSQL suites, on a real server.
+CHECKS = check-unit check-integration check-headers check-exports \
+         check-install
 
-$(BUILD)/lib/%.o: lib/%.c $(HEADERS) $(wildcard lib/*_int.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(EVS_CFLAGS) -c -o $@ $<
+.PHONY: all check check-unit check-integration check-headers check-exports check-install \
+        deps need-pkgs need-check asan valgrind examples demo install \
+        uninstall clean help FORCE
+
+all: $(BUILD)/$(REALNAME) $(BUILD)/$(SONAME) $(BUILD)/libevstore.so \
+     $(BUILD)/libevstore.a $(BUILD)/evstore.pc
+
+# ---- packages ----------------------------------------------------------
+
+deps:
+	@sh scripts/deps.sh
+
+need-pkgs:
+	@$(PKG_CONFIG) --exists $(DEPS_PKGS) 2>/dev/null || { \
+	    echo "evstore: pkg-config cannot find $(DEPS_PKGS):" \
+	         "run 'make deps' (as root on Debian) or scripts/deps.sh" >&2; \
+	    exit 1; }
+
+need-check:
+	@$(PKG_CONFIG) --exists check 2>/dev/null || { \
+	    echo "evstore: pkg-config cannot find check:" \
+	         "run 'make deps' (as root on Debian) or scripts/deps.sh" >&2; \
+	    exit 1; }
+
+# ---- library -----------------------------------------------------------
+
+$(BUILD)/lib/%.o: lib/%.c | need-pkgs
+	@mkdir -p $(@D)
+	$(CC) $(EVS_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/$(REALNAME): $(LIB_OBJS) lib/evstore.map
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/evstore.map \
-	    $(SAN) $(LDFLAGS) -o $@ $(LIB_OBJS) $(DEPS_LIBS) -pthread
-	ln -sf $(REALNAME) $(BUILD)/$(SONAME)
-	ln -sf $(SONAME) $(BUILD)/libevstore.so
+	$(CC) $(SO_LDFLAGS) $(SAN) $(LDFLAGS) -o $@ $(LIB_OBJS) $(DEPS_LIBS) \
+	    -pthread
+
+$(BUILD)/$(SONAME): $(BUILD)/$(REALNAME)
+	ln -sf $(REALNAME) $@
+
+$(BUILD)/libevstore.so: $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(BUILD)/libevstore.a: $(LIB_OBJS)
 	rm -f $@
-	ar rcs $@ $(LIB_OBJS)
+	$(AR) rcs $@ $(LIB_OBJS)
 
-$(BUILD)/evstore.pc: evstore.pc.in include/evstore/version.h Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+# evstore.pc bakes in the install paths: rebuild it whenever they change
+# (pc.vars is rewritten only when its content differs).
+PC_VARS = $(PREFIX):$(LIBDIR):$(INCLUDEDIR):$(VERSION)
+$(BUILD)/pc.vars: FORCE
+	@mkdir -p $(@D)
+	@echo '$(PC_VARS)' | cmp -s - $@ || echo '$(PC_VARS)' > $@
 
-$(BUILD)/test/%.o: test/%.c $(HEADERS) $(wildcard test/*/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(TEST_CFLAGS) -c -o $@ $<
+# Paths under PREFIX are written relative to ${prefix}.
+pcdir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+$(BUILD)/evstore.pc: evstore.pc.in $(BUILD)/pc.vars
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pcdir,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pcdir,$(INCLUDEDIR))|' \
+	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# ---- tests -------------------------------------------------------------
+
+$(BUILD)/test/%.o: test/%.c | need-pkgs need-check
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 # The unit runner links the static library: no LD_LIBRARY_PATH games.
 $(BUILD)/test/unit-runner: $(UNIT_OBJS) $(BUILD)/libevstore.a
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $(UNIT_OBJS) $(BUILD)/libevstore.a \
 	    $(DEPS_LIBS) $(CHECK_LIBS) -pthread
 
-deps:
-	@scripts/deps.sh
+$(BUILD)/test/integration-runner: $(INTEG_OBJS) $(BUILD)/libevstore.a
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $(INTEG_OBJS) $(BUILD)/libevstore.a \
+	    $(DEPS_LIBS) $(CHECK_LIBS) -pthread
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@failed=""; for t in $(CHECKS); do \
+	    echo "---- $$t"; \
+	    $(MAKE) --no-print-directory $$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make check: FAILED:$$failed" >&2; \
+	    exit 1; fi; \
+	echo "make check: all passed ($(CHECKS))"
 
 check-unit: $(BUILD)/test/unit-runner
 	$(BUILD)/test/unit-runner
 
-check: deps
-	@$(MAKE) --no-print-directory check-unit
+# On EVS_TEST_PG_DSN's server, else on a throwaway one (scripts/with-pg.sh):
+# a fresh schema and roles per run, sql/ applied with psql, dropped after.
+check-integration: $(BUILD)/test/integration-runner
+	sh scripts/with-pg.sh sh test/integration/run.sh \
+	    $(BUILD)/test/integration-runner
 
+# Each public header on its own (twice, for the guard) as C99, C11 and
+# C++11; then test/headers.c (C11) and test/headers.cpp (C++) include them
+# all and take the address of every EVS_EXTERN function, linked to the .a:
+# a declaration without a definition, or outside extern "C", fails to link.
+check-headers: $(BUILD)/test/headers-c $(BUILD)/test/headers-cpp
+	@fail=0; for h in $(HEADERS:include/%=%); do \
+	    tu="#include <$$h>\n#include <$$h>\ntypedef int evs_header_check_;\n"; \
+	    for std in c99 c11; do \
+	        printf "$$tu" | $(CC) -std=$$std $(WARN) -Iinclude \
+	            $(JSONC_CFLAGS) -x c -fsyntax-only - || { \
+	            echo "check-headers: $$h fails as $$std" >&2; fail=1; }; \
+	    done; \
+	    printf "$$tu" | $(CXX) -std=c++11 $(CXXWARN) -Iinclude \
+	        $(JSONC_CFLAGS) -x c++ -fsyntax-only - || { \
+	        echo "check-headers: $$h fails as C++11" >&2; fail=1; }; \
+	done; \
+	test $$fail = 0 && echo "check-headers: $(words $(HEADERS)) headers" \
+	    "compile alone as C99, C11 and C++11"
+	$(CC) -std=c99 $(WARN) -Iinclude -I$(BUILD)/test $(JSONC_CFLAGS) \
+	    -fsyntax-only test/headers.c
+	$(BUILD)/test/headers-c
+	$(BUILD)/test/headers-cpp
+
+$(BUILD)/test/extern-list.h: $(HEADERS) scripts/extern-names.sh
+	@mkdir -p $(@D)
+	sh scripts/extern-names.sh $(HEADERS) | sed 's/.*/EVS_SYM(&)/' > $@
+
+$(BUILD)/test/headers-c: test/headers.c $(BUILD)/test/extern-list.h \
+                         $(BUILD)/libevstore.a | need-pkgs
+	$(CC) -std=c11 $(WARN) $(OPT) -Iinclude -I$(BUILD)/test $(DEPS_CFLAGS) \
+	    $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libevstore.a \
+	    $(DEPS_LIBS) -pthread
+
+$(BUILD)/test/headers-cpp: test/headers.cpp test/headers.c \
+                           $(BUILD)/test/extern-list.h \
+                           $(BUILD)/libevstore.a | need-pkgs
+	$(CXX) -std=c++11 $(CXXWARN) $(OPT) -Iinclude -I$(BUILD)/test \
+	    $(DEPS_CFLAGS) $(CPPFLAGS) $(CXXFLAGS) $(LDFLAGS) -o $@ $< \
+	    $(BUILD)/libevstore.a $(DEPS_LIBS) -pthread
+
+# Only evs_ names exported, all of them declared; no exit()/abort().
+check-exports: $(BUILD)/$(REALNAME) $(BUILD)/libevstore.a
+	sh scripts/check-exports.sh $(BUILD)/$(REALNAME) $(BUILD)/libevstore.a \
+	    $(SONAME) $(HEADERS)
+
+# A staged install, a consumer built from pkg-config alone against it, then
+# a staged uninstall that must leave no file behind.
+STAGE = $(abspath $(BUILD))/stage
+check-install: all
+	@rm -rf $(STAGE)
+	@$(MAKE) -s --no-print-directory install DESTDIR=$(STAGE)
+	CC='$(CC)' CFLAGS='$(CFLAGS)' LDFLAGS='$(LDFLAGS)' \
+	    PKG_CONFIG='$(PKG_CONFIG)' sh test/install/run.sh $(STAGE) \
+	    $(PKGCONFIGDIR) $(LIBDIR) $(SONAME) $(BUILD)/test/install
+	@$(MAKE) -s --no-print-directory uninstall DESTDIR=$(STAGE)
+	@left=$$(find $(STAGE) ! -type d); if [ -n "$$left" ]; then \
+	    echo "check-install: left after uninstall:" $$left >&2; exit 1; fi
+	@rm -rf $(STAGE)
+	@echo "check-install: install, pkg-config consumer, uninstall: ok"
+
+# check-unit again, built in build-asan/ with ASan and UBSan.
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+	@ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
+	 UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1} \
+	 CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-4} \
+	 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    check-unit
 
+# The unit runner under memcheck; CK_FORK=no keeps the tests in one process.
 valgrind: deps
 	@$(MAKE) --no-print-directory $(BUILD)/test/unit-runner
-	CK_FORK=no valgrind --leak-check=full --errors-for-leak-kinds=all \
-	    --error-exitcode=1 -q $(BUILD)/test/unit-runner
+	CK_FORK=no valgrind -q --leak-check=full --error-exitcode=1 \
+	    --show-leak-kinds=definite,indirect,possible \
+	    --errors-for-leak-kinds=definite,indirect,possible \
+	    $(BUILD)/test/unit-runner
+
+# ---- examples ----------------------------------------------------------
+
+# One program per examples/*.c, linked with the static library.
+examples: $(EXAMPLES)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libevstore.a | need-pkgs
+	@mkdir -p $(@D)
+	$(CC) $(EX_CFLAGS) -MMD -MP -MF $@.d $(LDFLAGS) -o $@ $< \
+	    $(BUILD)/libevstore.a $(DEPS_LIBS) -pthread
+
+demo:
+	@sh scripts/deps.sh build
+	@$(MAKE) --no-print-directory $(BUILD)/examples/bank_account
+	$(BUILD)/examples/bank_account
+
+# ---- install -----------------------------------------------------------
 
 install: all
 	install -D -m 755 $(BUILD)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libevstore.so
-	install -D -m 644 $(BUILD)/libevstore.a $(DESTDIR)$(LIBDIR)/libevstore.a
+	install -m 644 $(BUILD)/libevstore.a $(DESTDIR)$(LIBDIR)/libevstore.a
 	install -d $(DESTDIR)$(INCLUDEDIR)/evstore
 	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/evstore/
 	install -D -m 644 $(BUILD)/evstore.pc $(DESTDIR)$(PKGCONFIGDIR)/evstore.pc
@@ -100,8 +267,22 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libevstore.so $(DESTDIR)$(LIBDIR)/libevstore.a \
-	      $(DESTDIR)$(PKGCONFIGDIR)/evstore.pc
-	rm -rf $(DESTDIR)$(INCLUDEDIR)/evstore
+	      $(DESTDIR)$(PKGCONFIGDIR)/evstore.pc \
+	      $(HEADERS:include/%=$(DESTDIR)$(INCLUDEDIR)/%)
+	rmdir $(DESTDIR)$(INCLUDEDIR)/evstore 2>/dev/null || true
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(BUILD)
+
+help:
+	@echo "make              library: $(BUILD)/$(REALNAME), .a, evstore.pc"
+	@echo "make check        deps, then: $(CHECKS)"
+	@echo "make check-unit   Check unit + contract suites (memory backend)"
+	@echo "make asan         check-unit with ASan+UBSan (build-asan/)"
+	@echo "make valgrind     unit runner under valgrind (CK_FORK=no)"
+	@echo "make demo         build and run examples/bank_account"
+	@echo "make deps         install missing Debian packages (root)"
+	@echo "make install      PREFIX=$(PREFIX) LIBDIR INCLUDEDIR DESTDIR"
+	@echo "make uninstall    same variables"
+
+-include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(EXAMPLES:=.d)

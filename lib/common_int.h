@@ -25,6 +25,9 @@ int evs__error_nomem(evs_error *err);
 /* Adds the aggregate id to an error already set (EVS_EDUPLICATE). */
 int evs__error_set_aggregate(evs_error *err, const char *aggregate_id);
 
+/* Adds a detail line (copied) to an error already set. */
+int evs__error_set_detail(evs_error *err, const char *detail);
+
 /* Microseconds since 1970-01-01 UTC. */
 int64_t evs__now_us(void);
 

@@ -132,6 +132,22 @@ int evs__error_set_aggregate(evs_error *err, const char *aggregate_id)
 	return 0;
 }
 
+int evs__error_set_detail(evs_error *err, const char *detail)
+{
+	char *copy;
+
+	if (err == NULL || detail == NULL || detail[0] == '\0')
+		return 0;
+	copy = strdup(detail);
+	if (copy == NULL)
+		return EVS_ENOMEM;
+	if (err->owned_ & OWN_DETAIL)
+		free((char *)err->detail);
+	err->detail = copy;
+	err->owned_ |= OWN_DETAIL;
+	return 0;
+}
+
 const char *evs_strerror(int code)
 {
 	switch (code) {

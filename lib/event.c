@@ -119,34 +119,127 @@ static int serialize(const char **text, size_t *len, const char *what,
 	return 0;
 }
 
+/* json-c clamps an integer literal beyond 64 bits to the nearest 64-bit
+ * value, silently. PostgreSQL's jsonb writes large doubles out in full
+ * (1e20 as 100000000000000000000), so such literals do come back from a
+ * store. Returns a copy of text in which each of them gets a ".0", so
+ * that json-c reads it as the double it is; NULL (and *out_len 0) when
+ * there is none, or when memory ran out. */
+static char *widen_big_integers(const char *text, size_t len, size_t *out_len)
+{
+	static const char pos_max[] = "18446744073709551615";
+	static const char neg_max[] = "9223372036854775808";
+	size_t i = 0, big = 0, o = 0;
+	char *copy = NULL;
+	int pass;
+
+	*out_len = 0;
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < len;) {
+			size_t start = i, d, n;
+			int neg;
+
+			if (text[i] == '"') {
+				/* Skip a string, escapes included. */
+				for (i++; i < len && text[i] != '"'; i++)
+					if (text[i] == '\\')
+						i++;
+				i++;
+				goto copy;
+			}
+			if (text[i] != '-' && (text[i] < '0' || text[i] > '9')) {
+				i++;
+				goto copy;
+			}
+			neg = text[i] == '-';
+			d = i + (size_t)neg;
+			for (i = d; i < len && text[i] >= '0' && text[i] <= '9'; i++)
+				;
+			n = i - d;
+			if (i < len && (text[i] == '.' || text[i] == 'e' ||
+			                text[i] == 'E')) {
+				while (i < len && strchr("0123456789.eE+-", text[i]))
+					i++;
+				goto copy;
+			}
+			if (neg ? (n > 19 || (n == 19 &&
+			                      memcmp(text + d, neg_max, 19) > 0))
+			        : (n > 20 || (n == 20 &&
+			                      memcmp(text + d, pos_max, 20) > 0))) {
+				if (pass == 0) {
+					big++;
+				} else {
+					memcpy(copy + o, text + start, i - start);
+					o += i - start;
+					memcpy(copy + o, ".0", 2);
+					o += 2;
+					continue;
+				}
+			}
+copy:
+			if (pass == 1) {
+				if (i > len)
+					i = len;
+				memcpy(copy + o, text + start, i - start);
+				o += i - start;
+			}
+		}
+		if (pass == 0) {
+			if (big == 0)
+				return NULL;
+			copy = malloc(len + 2 * big + 1);
+			if (copy == NULL)
+				return NULL;
+		}
+	}
+	copy[o] = '\0';
+	*out_len = o;
+	return copy;
+}
+
+/* Parses JSON text; *out is yours (NULL for JSON null). */
+static json_object *parse_text(const char *text, size_t len, int strict,
+                               enum json_tokener_error *jerr, size_t *end)
+{
+	json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+	json_object *v;
+
+	if (tok == NULL) {
+		/* Out of memory: say so as the parse failure it is. */
+		*jerr = json_tokener_error_parse_eof;
+		*end = SIZE_MAX;
+		return NULL;
+	}
+	if (strict)
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	/* Passing the NUL too tells json-c the text ends there. */
+	v = json_tokener_parse_ex(tok, text, (int)len + 1);
+	*jerr = json_tokener_get_error(tok);
+	*end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	return v;
+}
+
 /* Parses JSON text strictly; *out is yours (NULL for JSON null). */
 static int parse_strict(json_object **out, const char *what,
                         const char *text, evs_error *err)
 {
-	size_t len = strlen(text);
-	json_tokener *tok;
-	json_object *v;
+	size_t len = strlen(text), end, wide_len;
 	enum json_tokener_error jerr;
 	const char *why = NULL;
-	size_t end;
-	int rc = 0;
+	json_object *v;
+	char *wide;
 
 	*out = NULL;
 	if (!evs__utf8_valid(text, len))
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s is not valid UTF-8", what);
-	if (len > (size_t)INT32_MAX - 1)
+	if (len > (size_t)INT32_MAX - 16)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s is larger than 2 GB", what);
-	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
-	if (tok == NULL)
+	v = parse_text(text, len, 1, &jerr, &end);
+	if (end == SIZE_MAX)
 		return evs__error_nomem(err);
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	/* Passing the NUL too tells json-c the text ends there. */
-	v = json_tokener_parse_ex(tok, text, (int)len + 1);
-	jerr = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
 	if (jerr != json_tokener_success || end < len) {
 		json_object_put(v);
 		return evs_error_set(err, EVS_EINVALID, NULL,
@@ -156,13 +249,22 @@ static int parse_strict(json_object **out, const char *what,
 		                             : "unexpected text after the value",
 		                     end);
 	}
+	/* Valid: read it again where json-c would clamp a number. */
+	wide = widen_big_integers(text, len, &wide_len);
+	if (wide != NULL) {
+		json_object_put(v);
+		v = parse_text(wide, wide_len, 1, &jerr, &end);
+		free(wide);
+		if (jerr != json_tokener_success)
+			return evs__error_nomem(err);
+	}
 	if (check_tree(v, 0, &why) < 0) {
 		json_object_put(v);
 		return evs_error_set(err, EVS_EINVALID, NULL, "%s %s", what,
 		                     why);
 	}
 	*out = v;
-	return rc;
+	return 0;
 }
 
 static int check_metadata_type(json_object *meta, evs_error *err)
@@ -361,15 +463,16 @@ static json_object *lazy_parse(_Atomic(json_object *) *slot,
 {
 	json_object *cur = atomic_load(slot);
 	json_object *expected = NULL;
-	json_tokener *tok;
+	enum json_tokener_error jerr;
+	size_t end, wide_len;
+	char *wide;
 
-	if (cur != NULL || text == NULL || len > (size_t)INT32_MAX - 1)
+	if (cur != NULL || text == NULL || len > (size_t)INT32_MAX - 16)
 		return cur;
-	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
-	if (tok == NULL)
-		return NULL;
-	cur = json_tokener_parse_ex(tok, text, (int)len + 1);
-	json_tokener_free(tok);
+	wide = widen_big_integers(text, len, &wide_len);
+	cur = wide ? parse_text(wide, wide_len, 0, &jerr, &end)
+	           : parse_text(text, len, 0, &jerr, &end);
+	free(wide);
 	if (cur == NULL)
 		return NULL; /* JSON null */
 	if (!atomic_compare_exchange_strong(slot, &expected, cur)) {

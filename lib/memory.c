@@ -298,7 +298,8 @@ static int mem_read(evs_backend *be, const char *id, int64_t after,
 {
 	mem_backend *mb = (mem_backend *)be;
 	evs_event *chunk[READ_CHUNK];
-	size_t next = (size_t)(after + 1), end = 0, n, i;
+	/* after is EVS_NO_VERSION or more: no overflow in unsigned. */
+	size_t next = (size_t)((uint64_t)after + 1), end = 0, n, i;
 	int rc = 0;
 	int first = 1;
 

@@ -25,6 +25,7 @@
 #include "error.h"
 #include "event.h"
 #include "memory.h"
+#include "pg.h"
 #include "repository.h"
 #include "store.h"
 #include "version.h"

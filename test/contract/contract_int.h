@@ -32,6 +32,11 @@ int ct_append_n(const char *id, int64_t expected, int first, size_t n,
  * error. */
 size_t ct_count(const char *id);
 
+/* `threads` threads each try `tries` times to append one event to id at
+ * the version they last read; asserts one winner per version, the true
+ * actual version for every loser, no gap and no duplicate. */
+void ct_race(const char *id, int threads, int tries);
+
 /* The tcases of contract_args.c: every bad input gets EVS_EINVALID naming
  * the argument, and nothing is stored. */
 void ct_add_args_tests(Suite *s);

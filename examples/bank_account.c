@@ -1,0 +1,275 @@
+/* bank_account: a bank account kept as an event-sourced aggregate.
+ *
+ * An account is opened, money is deposited and withdrawn, and one domain
+ * rule holds: no overdraft. Two writers race on one account to show what
+ * a version conflict looks like and how the retry helper resolves it;
+ * then the account is rebuilt by replaying its events.
+ *
+ * Usage: bank_account [--help]
+ */
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <evstore/evstore.h>
+
+/* ---- the aggregate: state, and how each event changes it ------------- */
+
+typedef struct {
+	int opened;
+	char owner[64];
+	long balance; /* cents */
+} account;
+
+static int account_create(void **state_out, const char *id, void *payload,
+                          evs_error *err)
+{
+	(void)id;
+	(void)payload;
+	*state_out = calloc(1, sizeof(account));
+	return *state_out ? 0 : evs_error_set(err, EVS_ENOMEM, NULL,
+	                                      "out of memory");
+}
+
+static long amount_of(const evs_event *ev)
+{
+	json_object *v = NULL;
+
+	json_object_object_get_ex(evs_event_data(ev), "amount", &v);
+	return (long)json_object_get_int64(v);
+}
+
+static int account_apply(void *state, const evs_event *ev, void *payload,
+                         evs_error *err)
+{
+	account *a = state;
+	const char *type = evs_event_type(ev);
+
+	(void)payload;
+	if (strcmp(type, "AccountOpened") == 0) {
+		json_object *owner = NULL;
+
+		json_object_object_get_ex(evs_event_data(ev), "owner", &owner);
+		snprintf(a->owner, sizeof(a->owner), "%s",
+		         json_object_get_string(owner));
+		a->opened = 1;
+	} else if (strcmp(type, "Deposited") == 0) {
+		a->balance += amount_of(ev);
+	} else if (strcmp(type, "Withdrawn") == 0) {
+		a->balance -= amount_of(ev);
+	} else {
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "unknown account event \"%s\"", type);
+	}
+	return 0;
+}
+
+static void account_free(void *state, void *payload)
+{
+	(void)payload;
+	free(state);
+}
+
+static const evs_aggregate_type account_type = {
+	EVS_AGGREGATE_TYPE_VERSION, "account",
+	account_create, account_apply, account_free, NULL,
+};
+
+/* ---- commands: decide which events to raise -------------------------- */
+
+/* Positive codes: the command was refused by a domain rule. */
+enum { REFUSED_ALREADY_OPEN = 1, REFUSED_NOT_OPEN, REFUSED_OVERDRAFT };
+
+typedef struct {
+	const char *kind; /* "open", "deposit", "withdraw" */
+	const char *owner;
+	long amount;
+	int attempts; /* how many times decide ran */
+} command;
+
+static int raise_amount(evs_aggregate *agg, const char *type, long amount,
+                        evs_error *err)
+{
+	json_object *data = json_object_new_object();
+	int rc;
+
+	json_object_object_add(data, "amount", json_object_new_int64(amount));
+	rc = evs_aggregate_raise_new(agg, type, data, NULL, err);
+	json_object_put(data);
+	return rc;
+}
+
+static int decide(evs_aggregate *agg, void *payload, evs_error *err)
+{
+	command *cmd = payload;
+	account *a = evs_aggregate_state(agg);
+
+	cmd->attempts++;
+	if (strcmp(cmd->kind, "open") == 0) {
+		json_object *data;
+		int rc;
+
+		if (a->opened)
+			return REFUSED_ALREADY_OPEN;
+		data = json_object_new_object();
+		json_object_object_add(data, "owner",
+		                       json_object_new_string(cmd->owner));
+		rc = evs_aggregate_raise_new(agg, "AccountOpened", data, NULL,
+		                             err);
+		json_object_put(data);
+		return rc;
+	}
+	if (!a->opened)
+		return REFUSED_NOT_OPEN;
+	if (strcmp(cmd->kind, "deposit") == 0)
+		return raise_amount(agg, "Deposited", cmd->amount, err);
+	if (a->balance < cmd->amount)
+		return REFUSED_OVERDRAFT;
+	return raise_amount(agg, "Withdrawn", cmd->amount, err);
+}
+
+/* ---- the demo -------------------------------------------------------- */
+
+static evs_repo *repo;
+static const char *const ACCOUNT = "account-42";
+
+static int run(const char *kind, const char *owner, long amount,
+               command *cmd_out)
+{
+	command cmd = {kind, owner, amount, 0};
+	evs_error err = EVS_ERROR_INIT;
+	int rc = evs_repo_update(NULL, repo, ACCOUNT, EVS_REPO_CREATE, 10,
+	                         decide, &cmd, &err);
+
+	if (rc < 0)
+		fprintf(stderr, "bank_account: %s failed: %s\n", kind,
+		        err.message);
+	evs_error_clear(&err);
+	if (cmd_out != NULL)
+		*cmd_out = cmd;
+	return rc;
+}
+
+typedef struct {
+	const char *name;
+	int deposits;
+	int retries;
+	int failures;
+} teller;
+
+static void *teller_run(void *arg)
+{
+	teller *t = arg;
+	int i;
+
+	for (i = 0; i < t->deposits; i++) {
+		command cmd;
+
+		if (run("deposit", NULL, 1000, &cmd) != 0)
+			t->failures++;
+		t->retries += cmd.attempts - 1;
+	}
+	return NULL;
+}
+
+static void print_stream(evs_store *store)
+{
+	evs_event_list *list = NULL;
+	size_t i;
+
+	if (evs_store_load(&list, store, ACCOUNT, EVS_NO_VERSION, NULL) != 0)
+		return;
+	printf("\n  %-7s  %-14s  %s\n", "version", "type", "data");
+	for (i = 0; i < evs_event_list_count(list); i++) {
+		const evs_event *ev = evs_event_list_get(list, i);
+
+		printf("  %7lld  %-14s  %s\n", (long long)evs_event_version(ev),
+		       evs_event_type(ev), evs_event_data_json(ev));
+	}
+	evs_event_list_free(list);
+}
+
+int main(int argc, char **argv)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	evs_aggregate *mine = NULL, *theirs = NULL;
+	teller tellers[2] = {{"teller A", 10, 0, 0}, {"teller B", 10, 0, 0}};
+	pthread_t th[2];
+	account *a;
+	int rc = 1, i;
+
+	if (argc > 1) {
+		printf("usage: %s\n\nRuns the bank-account example on an "
+		       "in-memory evstore store.\n", argv[0]);
+		return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+	}
+	if (evs_store_open_memory(&store, &err) < 0 ||
+	    evs_repo_new(&repo, store, &account_type, &err) < 0) {
+		fprintf(stderr, "bank_account: %s\n", err.message);
+		goto done;
+	}
+	printf("evstore %s: bank-account example (in-memory store)\n\n",
+	       evs_version());
+
+	run("open", "Ada Lovelace", 0, NULL);
+	run("deposit", NULL, 5000, NULL);
+	printf("1. opened %s for Ada Lovelace and deposited 50.00\n", ACCOUNT);
+
+	if (run("withdraw", NULL, 8000, NULL) == REFUSED_OVERDRAFT)
+		printf("2. withdrawing 80.00 is refused: no overdraft "
+		       "(balance 50.00)\n");
+
+	/* Two clerks load the same version and both try to save. */
+	if (evs_repo_load(&mine, repo, ACCOUNT, &err) < 0 ||
+	    evs_repo_load(&theirs, repo, ACCOUNT, &err) < 0 ||
+	    raise_amount(mine, "Withdrawn", 2000, &err) < 0 ||
+	    raise_amount(theirs, "Withdrawn", 2000, &err) < 0 ||
+	    evs_repo_save(repo, mine, &err) < 0) {
+		fprintf(stderr, "bank_account: %s\n", err.message);
+		goto done;
+	}
+	printf("3. two clerks loaded version 1; the first saved a 20.00 "
+	       "withdrawal\n");
+	if (evs_repo_save(repo, theirs, &err) == EVS_ECONFLICT)
+		printf("   the second was refused, nothing lost:\n   %s\n",
+		       err.message);
+	evs_error_clear(&err);
+
+	/* Two tellers race through the retry helper. */
+	for (i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, teller_run, &tellers[i]);
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	printf("4. two tellers each deposited 10 x 10.00 at once; the retry "
+	       "helper\n   reloaded and retried %d times after conflicts, "
+	       "%d deposits failed\n",
+	       tellers[0].retries + tellers[1].retries,
+	       tellers[0].failures + tellers[1].failures);
+
+	evs_aggregate_free(mine);
+	mine = NULL;
+	if (evs_repo_load(&mine, repo, ACCOUNT, &err) < 0) {
+		fprintf(stderr, "bank_account: %s\n", err.message);
+		goto done;
+	}
+	a = evs_aggregate_state(mine);
+	printf("5. reloaded by replaying %lld events: owner %s, balance "
+	       "%ld.%02ld, version %lld\n",
+	       (long long)evs_aggregate_version(mine) + 1, a->owner,
+	       a->balance / 100, a->balance % 100,
+	       (long long)evs_aggregate_version(mine));
+	print_stream(store);
+	rc = a->balance == 5000 - 2000 + 20 * 1000 ? 0 : 1;
+	if (rc != 0)
+		fprintf(stderr, "bank_account: the balance is wrong\n");
+done:
+	evs_aggregate_free(mine);
+	evs_aggregate_free(theirs);
+	evs_repo_free(repo);
+	evs_store_free(store);
+	evs_error_clear(&err);
+	return rc;
+}

@@ -1,0 +1,72 @@
+/* evstore/pg.h: the PostgreSQL backend. */
+#ifndef EVSTORE_PG_H
+#define EVSTORE_PG_H
+
+#include "backend.h"
+#include "common.h"
+#include "error.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The options-struct version this header describes. */
+#define EVS_PG_OPTIONS_VERSION 1
+
+/** The schema version (highest sql/ migration) this library works with. */
+#define EVS_PG_SCHEMA_VERSION 1
+
+/**
+ * Settings of a PostgreSQL store. Initialise with EVS_PG_OPTIONS_INIT,
+ * then change what you need; a zero means "the default".
+ */
+typedef struct evs_pg_options {
+	unsigned int version;  /**< always first: EVS_PG_OPTIONS_VERSION */
+	const char *schema;    /**< schema of the evstore tables; NULL:
+	                            "evstore". Copied. */
+	unsigned int pool_size;       /**< connections kept; 0: 4 */
+	unsigned int pool_timeout_ms; /**< longest wait for a free connection
+	                                   before EVS_ETIMEOUT; 0: 5000 */
+	unsigned int statement_timeout_ms; /**< server statement_timeout;
+	                                        0: the server's setting */
+	unsigned int lock_timeout_ms;      /**< server lock_timeout; 0: the
+	                                        server's setting */
+} evs_pg_options;
+
+/** Defaults for evs_pg_options. */
+#define EVS_PG_OPTIONS_INIT {EVS_PG_OPTIONS_VERSION, NULL, 0, 0, 0, 0}
+
+/**
+ * Opens a store on a PostgreSQL database whose schema was created by the
+ * sql/ migrations (psql -f, or `evstore migrate`). Opening never changes
+ * the schema: it connects once and checks the schema version, refusing
+ * with EVS_ESCHEMA, naming the migration to apply, when the schema is
+ * absent, older or newer than EVS_PG_SCHEMA_VERSION.
+ *
+ * The store keeps a pool of connections, opened as calls need them, each
+ * used by one thread at a time; the handle is safe to share between
+ * threads, and a call waits at most pool_timeout_ms for a connection. A
+ * call whose connection breaks fails with EVS_EUNAVAILABLE and the next
+ * call reconnects. Appends are one round trip each (a prepared call of the
+ * schema's append_events function); reads page through a stream in
+ * bounded chunks. A read callback that calls the store needs a second
+ * free connection (pool_size 2 or more).
+ *
+ * @param[out] out  yours: free with evs_store_free(); NULL on failure
+ * @param conninfo  borrowed for the call (copied): a libpq conninfo string
+ *                  or URI; "" or NULL uses libpq's defaults and the PG*
+ *                  environment variables
+ * @param opts      borrowed for the call; NULL for the defaults
+ * @param err       may be NULL; filled on failure
+ * @return 0, EVS_EUNAVAILABLE (cannot connect), EVS_ESCHEMA,
+ *         EVS_EINVALID (bad options), EVS_EUNSUPPORTED (options version),
+ *         EVS_EDB, or EVS_ENOMEM
+ */
+EVS_EXTERN(int) evs_store_open_pg(evs_store **out, const char *conninfo,
+                                  const evs_pg_options *opts, evs_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

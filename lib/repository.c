@@ -1,0 +1,226 @@
+/* The repository: loads aggregates by replaying their streams and saves
+ * them with an optimistic-concurrency check. */
+#include <stdlib.h>
+
+#include "aggregate_int.h"
+
+struct evs_repo {
+	evs_store *store;
+	const evs_aggregate_type *type;
+};
+
+/* Returned by the replay callback to stop the read; never a library code. */
+#define REPLAY_STOPPED 1
+
+struct replay {
+	evs_aggregate *agg;
+	evs_error *err;
+	int rc;
+};
+
+int evs_repo_new(evs_repo **out, evs_store *store,
+                 const evs_aggregate_type *type, evs_error *err)
+{
+	evs_repo *repo;
+	int rc;
+
+	evs__error_reset(err);
+	if (out == NULL) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "out must not be NULL");
+		goto done;
+	}
+	*out = NULL;
+	if (store == NULL) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "store must not be NULL");
+		goto done;
+	}
+	if ((rc = evs__aggregate_type_check(type, err)) != 0)
+		goto done;
+	repo = malloc(sizeof(*repo));
+	if (repo == NULL) {
+		rc = evs__error_nomem(err);
+		goto done;
+	}
+	repo->store = store;
+	repo->type = type;
+	*out = repo;
+	rc = 0;
+done:
+	return rc;
+}
+
+void evs_repo_free(evs_repo *repo)
+{
+	free(repo);
+}
+
+static int replay_one(const evs_event *event, void *payload)
+{
+	struct replay *r = payload;
+
+	r->rc = evs_aggregate_apply_stored(r->agg, event, r->err);
+	return r->rc != 0 ? REPLAY_STOPPED : 0;
+}
+
+/* Loads an aggregate. A stream with no events is EVS_ENOTFOUND, unless
+ * create is set: then the new, empty instance is the result. */
+static int load(evs_aggregate **out, evs_repo *repo, const char *aggregate_id,
+                int create, evs_error *err)
+{
+	struct replay r = {NULL, NULL, 0};
+	int rc;
+
+	*out = NULL;
+	rc = evs_aggregate_new(&r.agg, repo->type, aggregate_id, err);
+	if (rc != 0)
+		goto done;
+	/* Streamed, so a long history is never held in memory at once. */
+	r.err = err;
+	rc = evs_store_foreach(repo->store, aggregate_id, EVS_NO_VERSION,
+	                       replay_one, &r, err);
+	if (rc == REPLAY_STOPPED && r.rc != 0)
+		rc = r.rc;
+	if (rc != 0)
+		goto done;
+	if (evs_aggregate_version(r.agg) == EVS_NO_VERSION && !create) {
+		rc = evs_error_set(err, EVS_ENOTFOUND, NULL,
+		                   "aggregate \"%s\" not found", aggregate_id);
+		goto done;
+	}
+	*out = r.agg;
+	r.agg = NULL;
+done:
+	evs_aggregate_free(r.agg);
+	return rc;
+}
+
+int evs_repo_load(evs_aggregate **out, evs_repo *repo,
+                  const char *aggregate_id, evs_error *err)
+{
+	int rc;
+
+	evs__error_reset(err);
+	if (out == NULL || repo == NULL) {
+		if (out != NULL)
+			*out = NULL;
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "%s must not be NULL",
+		                   out == NULL ? "out" : "repository");
+		goto done;
+	}
+	rc = load(out, repo, aggregate_id, 0, err);
+done:
+	return rc;
+}
+
+int evs_repo_save(evs_repo *repo, evs_aggregate *agg, evs_error *err)
+{
+	size_t n;
+	int rc;
+
+	evs__error_reset(err);
+	if (repo == NULL || agg == NULL) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "%s must not be NULL",
+		                   repo == NULL ? "repository" : "aggregate");
+		goto done;
+	}
+	if (evs_aggregate_type_of(agg) != repo->type) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "aggregate \"%s\" is not of the "
+		                   "repository's type \"%s\"",
+		                   evs_aggregate_id(agg),
+		                   evs__aggregate_type_name(repo->type));
+		goto done;
+	}
+	n = evs_aggregate_pending_count(agg);
+	if (n == 0) {
+		rc = 0;
+		goto done;
+	}
+	rc = evs_store_append(NULL, repo->store, evs_aggregate_id(agg),
+	                      evs_aggregate_version(agg),
+	                      evs_aggregate_pending(agg), n, err);
+	if (rc != 0)
+		goto done;
+	evs__aggregate_mark_saved(agg);
+done:
+	return rc;
+}
+
+/* Runs the decide callback, always with an error record, and makes sure a
+ * negative return it did not describe still has a message. */
+static int run_decide(evs_decide_cb decide, evs_aggregate *agg,
+                      void *payload, evs_error *err)
+{
+	evs_error local = EVS_ERROR_INIT;
+	evs_error *e = err != NULL ? err : &local;
+	int rc;
+
+	rc = decide(agg, payload, e);
+	if (rc < 0 && e->code == 0)
+		evs_error_set(e, rc, NULL,
+		              "decide callback failed for aggregate \"%s\"",
+		              evs_aggregate_id(agg));
+	else if (rc == 0 && e->code != 0)
+		evs__error_reset(e);
+	evs_error_clear(&local);
+	return rc;
+}
+
+int evs_repo_update(evs_aggregate **out, evs_repo *repo,
+                    const char *aggregate_id, unsigned int flags,
+                    int max_attempts, evs_decide_cb decide, void *payload,
+                    evs_error *err)
+{
+	evs_aggregate *agg = NULL;
+	int attempt;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	evs__error_reset(err);
+	if (repo == NULL || decide == NULL) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "%s must not be NULL",
+		                   repo == NULL ? "repository" : "decide");
+		goto done;
+	}
+	if (max_attempts < 1) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "max_attempts must be 1 or more, not %d",
+		                   max_attempts);
+		goto done;
+	}
+	if ((flags & ~EVS_REPO_CREATE) != 0) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "unknown flags 0x%x",
+		                   flags & ~EVS_REPO_CREATE);
+		goto done;
+	}
+	for (attempt = 1;; attempt++) {
+		rc = load(&agg, repo, aggregate_id,
+		          (flags & EVS_REPO_CREATE) != 0, err);
+		if (rc != 0)
+			goto done;
+		if ((rc = run_decide(decide, agg, payload, err)) != 0)
+			goto done;
+		rc = evs_repo_save(repo, agg, err);
+		/* On the last attempt, err keeps that conflict's details. */
+		if (rc != EVS_ECONFLICT || attempt >= max_attempts)
+			break;
+		evs_aggregate_free(agg);
+		agg = NULL;
+	}
+	if (rc != 0)
+		goto done;
+	if (out != NULL) {
+		*out = agg;
+		agg = NULL;
+	}
+done:
+	evs_aggregate_free(agg);
+	return rc;
+}

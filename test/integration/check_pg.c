@@ -1,0 +1,714 @@
+/* What the PostgreSQL backend must do beyond the contract: its pool and
+ * timeouts, broken connections and restarts, the schema check, large and
+ * awkward payloads, and many threads on many sessions. */
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "contract/contract_int.h"
+#include "integration/pg_test.h"
+
+const char *pg_test_dsn(void)
+{
+	const char *dsn = getenv("EVS_TEST_PG_DSN");
+
+	return dsn != NULL && dsn[0] != '\0' ? dsn : NULL;
+}
+
+const char *pg_test_schema(void)
+{
+	const char *s = getenv("EVS_TEST_PG_SCHEMA");
+
+	return s != NULL && s[0] != '\0' ? s : "evstore";
+}
+
+PGconn *pg_test_connect(void)
+{
+	PGconn *conn = PQconnectdb(pg_test_dsn());
+
+	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connect: %s",
+	              PQerrorMessage(conn));
+	PQclear(PQexec(conn, "SET client_min_messages = warning"));
+	return conn;
+}
+
+const char *pg_test_exec(PGconn *conn, const char *sql)
+{
+	static char first[256];
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+
+	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK,
+	              "%s: %s", sql, PQerrorMessage(conn));
+	first[0] = '\0';
+	if (st == PGRES_TUPLES_OK && PQntuples(res) > 0)
+		snprintf(first, sizeof(first), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return first;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static evs_store *open_with(unsigned int pool, unsigned int pool_ms,
+                            unsigned int stmt_ms, unsigned int lock_ms)
+{
+	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+
+	opts.schema = pg_test_schema();
+	opts.pool_size = pool;
+	opts.pool_timeout_ms = pool_ms;
+	opts.statement_timeout_ms = stmt_ms;
+	opts.lock_timeout_ms = lock_ms;
+	ck_assert_msg(evs_store_open_pg(&store, pg_test_dsn(), &opts, &err) ==
+	              0, "open: %s", err.message);
+	evs_error_clear(&err);
+	return store;
+}
+
+/* The contract helpers work on ct_store; these tests set it. */
+static void use_store(evs_store *store)
+{
+	ct_store = store;
+}
+
+static void teardown(void)
+{
+	evs_store_free(ct_store);
+	ct_store = NULL;
+}
+
+/* A stream name no other run or test uses. */
+static const char *fresh_id(const char *base)
+{
+	static char buf[4][128];
+	static unsigned int n;
+	char *b = buf[n % 4];
+
+	snprintf(b, sizeof(buf[0]), "pg%ld-%u-%s", (long)getpid(), ++n, base);
+	return b;
+}
+
+/* ---- concurrency ------------------------------------------------------- */
+
+START_TEST(sixteen_threads_race_on_one_stream)
+{
+	use_store(open_with(16, 30000, 0, 0));
+	ct_race(fresh_id("race16"), 16, 25);
+}
+END_TEST
+
+typedef struct {
+	const char *id;
+	int failures;
+} own_writer;
+
+static void *write_own(void *arg)
+{
+	own_writer *w = arg;
+	int i;
+
+	for (i = 0; i < 50; i++)
+		if (ct_append_n(w->id, i * 2 - 1, i * 2, 2, NULL) != 0)
+			w->failures++;
+	return NULL;
+}
+
+START_TEST(sixteen_threads_on_sixteen_streams)
+{
+	own_writer ws[16];
+	pthread_t th[16];
+	char ids[16][64];
+	int i;
+
+	use_store(open_with(16, 30000, 0, 0));
+	for (i = 0; i < 16; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%s-%d", fresh_id("own"), i);
+		ws[i].id = ids[i];
+		ws[i].failures = 0;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, write_own, &ws[i]),
+		                 0);
+	}
+	for (i = 0; i < 16; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < 16; i++) {
+		ck_assert_int_eq(ws[i].failures, 0);
+		ck_assert_uint_eq(ct_count(ids[i]), 100);
+	}
+}
+END_TEST
+
+START_TEST(more_threads_than_connections_wait_their_turn)
+{
+	/* 8 threads, a pool of 2: every call gets a connection in time. */
+	use_store(open_with(2, 30000, 0, 0));
+	ct_race(fresh_id("pool2"), 8, 10);
+}
+END_TEST
+
+/* ---- batches and payloads ---------------------------------------------- */
+
+static evs_event **batch(size_t n)
+{
+	evs_event **evs = calloc(n, sizeof(*evs));
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		evs[i] = ct_event("batched", (int)i);
+	return evs;
+}
+
+static void free_batch(evs_event **evs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		evs_event_free(evs[i]);
+	free(evs);
+}
+
+START_TEST(batch_of_1000_is_atomic)
+{
+	const char *id = fresh_id("batch1000");
+	evs_event **evs = batch(1000);
+	evs_error err = EVS_ERROR_INIT;
+	evs_event_list *list = NULL;
+	int64_t v = 0;
+
+	use_store(open_with(2, 0, 0, 0));
+	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
+	/* The last event reuses the stored one's id: the unique key fails
+	 * after 999 rows went in, and the transaction takes them back. */
+	ck_assert_int_eq(evs_store_load(&list, ct_store, id, EVS_NO_VERSION,
+	                                NULL), 0);
+	ck_assert_int_eq(evs_event_set_id(evs[999], evs_event_id(
+	                 evs_event_list_get(list, 0)), NULL), 0);
+	evs_event_list_free(list);
+	ck_assert_int_eq(evs_store_append(NULL, ct_store, id, 0, evs, 1000,
+	                                  &err), EVS_EDUPLICATE);
+	ck_assert_str_eq(err.sqlstate, "23505");
+	ck_assert_ptr_nonnull(strstr(err.message, "at version 0"));
+	ck_assert_uint_eq(ct_count(id), 1);
+	evs_event_free(evs[999]);
+	evs[999] = ct_event("batched", 999);
+	ck_assert_int_eq(evs_store_append(&v, ct_store, id, 0, evs, 1000,
+	                                  &err), 0);
+	ck_assert_int_eq(v, 1000);
+	ck_assert_uint_eq(ct_count(id), 1001);
+	evs_error_clear(&err);
+	free_batch(evs, 1000);
+}
+END_TEST
+
+START_TEST(awkward_strings_are_stored_verbatim)
+{
+	static const char *const types[] = {
+		"quote\"d", "back\\slash", "'; DROP TABLE events; --",
+		"{braces,commas}", "NULL", "Grüße-東京-🚀", " spaced ",
+	};
+	const char *id = fresh_id("awkward \"'\\ {x,y} NULL");
+	size_t n = sizeof(types) / sizeof(types[0]), i;
+	evs_event *evs[7];
+	evs_event_list *list = NULL;
+	const char *meta = "{\"k\": \"v\\\"\\\\'; DROP TABLE x; --\", "
+	                   "\"NULL\": null, \"{}\": [\"\\u00fc\"]}";
+
+	use_store(open_with(1, 0, 0, 0));
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(evs_event_new_json(&evs[i], types[i],
+		                 "\"a\\\"b\\\\c'd\"", meta, NULL), 0);
+	ck_assert_int_eq(evs_store_append(NULL, ct_store, id, EVS_NO_VERSION,
+	                                  evs, n, NULL), 0);
+	ck_assert_int_eq(evs_store_load(&list, ct_store, id, EVS_NO_VERSION,
+	                                NULL), 0);
+	ck_assert_uint_eq(evs_event_list_count(list), n);
+	for (i = 0; i < n; i++) {
+		const evs_event *ev = evs_event_list_get(list, i);
+		json_object *want = json_tokener_parse(meta);
+
+		ck_assert_str_eq(evs_event_type(ev), types[i]);
+		ck_assert_str_eq(evs_event_aggregate_id(ev), id);
+		ck_assert_str_eq(json_object_get_string(evs_event_data(ev)),
+		                 "a\"b\\c'd");
+		ck_assert(json_object_equal(evs_event_metadata(ev), want));
+		json_object_put(want);
+		evs_event_free(evs[i]);
+	}
+	evs_event_list_free(list);
+}
+END_TEST
+
+START_TEST(a_one_megabyte_event_round_trips)
+{
+	const char *id = fresh_id("big");
+	size_t len = 1u << 20, i;
+	char *text = malloc(len + 3);
+	evs_event *ev = NULL;
+	evs_event_list *list = NULL;
+
+	use_store(open_with(1, 0, 0, 0));
+	text[0] = '"';
+	for (i = 1; i <= len; i++)
+		text[i] = (char)('a' + i % 26);
+	text[len + 1] = '"';
+	text[len + 2] = '\0';
+	ck_assert_int_eq(evs_event_new_json(&ev, "big", text, NULL, NULL), 0);
+	ck_assert_int_eq(evs_store_append(NULL, ct_store, id, EVS_NO_VERSION,
+	                                  &ev, 1, NULL), 0);
+	ck_assert_int_eq(evs_store_load(&list, ct_store, id, EVS_NO_VERSION,
+	                                NULL), 0);
+	ck_assert_str_eq(evs_event_data_json(evs_event_list_get(list, 0)), text);
+	evs_event_list_free(list);
+	evs_event_free(ev);
+	free(text);
+}
+END_TEST
+
+START_TEST(numbers_keep_their_values)
+{
+	static const char *const texts[] = {
+		"9223372036854775807", "-9223372036854775808", "0.1",
+		"-2.5e-300", "1.5e300", "123456789.125",
+		"{\"max\": 9223372036854775807, \"min\": -9223372036854775808, "
+		"\"pi\": 3.141592653589793}",
+	};
+	const char *id = fresh_id("numbers");
+	size_t n = sizeof(texts) / sizeof(texts[0]), i;
+	evs_event *evs[7];
+	evs_event_list *list = NULL;
+
+	use_store(open_with(1, 0, 0, 0));
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(evs_event_new_json(&evs[i], "n", texts[i], NULL,
+		                                    NULL), 0);
+	ck_assert_int_eq(evs_store_append(NULL, ct_store, id, EVS_NO_VERSION,
+	                                  evs, n, NULL), 0);
+	ck_assert_int_eq(evs_store_load(&list, ct_store, id, EVS_NO_VERSION,
+	                                NULL), 0);
+	for (i = 0; i < n; i++) {
+		json_object *want = json_tokener_parse(texts[i]);
+
+		ck_assert_msg(json_object_equal(want, evs_event_data(
+		              evs_event_list_get(list, i))), "%s came back as %s",
+		              texts[i], evs_event_data_json(
+		              evs_event_list_get(list, i)));
+		json_object_put(want);
+		evs_event_free(evs[i]);
+	}
+	evs_event_list_free(list);
+}
+END_TEST
+
+/* ---- streaming --------------------------------------------------------- */
+
+static int count_cb(const evs_event *ev, void *payload)
+{
+	int64_t *n = payload;
+
+	if (evs_event_version(ev) != *n)
+		return -100; /* out of order */
+	(*n)++;
+	return 0;
+}
+
+static long max_rss_kb(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+START_TEST(a_long_stream_streams_in_bounded_memory)
+{
+	const char *id = fresh_id("long");
+	PGconn *conn = pg_test_connect();
+	char sql[1024];
+	int64_t n = 0;
+	long before;
+	const int64_t total = 300000;
+
+	use_store(open_with(1, 0, 0, 0));
+	/* 300,000 events of ~300 bytes: ~100 MB if held at once. */
+	snprintf(sql, sizeof(sql),
+	         "SET search_path TO \"%s\";"
+	         "INSERT INTO streams VALUES ('%s', %lld);"
+	         "INSERT INTO events (stream_id, version, event_id, type, data)"
+	         " SELECT '%s', g, gen_random_uuid(), 'filled',"
+	         " jsonb_build_object('n', g, 'pad', repeat('x', 260))"
+	         " FROM generate_series(0, %lld) g",
+	         pg_test_schema(), id, (long long)total - 1, id,
+	         (long long)total - 1);
+	pg_test_exec(conn, sql);
+	PQfinish(conn);
+	before = max_rss_kb();
+	ck_assert_int_eq(evs_store_foreach(ct_store, id, EVS_NO_VERSION,
+	                                   count_cb, &n, NULL), 0);
+	ck_assert_int_eq(n, total);
+	ck_assert_msg(max_rss_kb() - before < 40 * 1024,
+	              "streaming grew the process by %ld kB",
+	              max_rss_kb() - before);
+}
+END_TEST
+
+/* ---- failures: timeouts, killed sessions, restarts, schema ------------- */
+
+typedef struct {
+	const char *id;
+	evs_event **evs;
+	size_t n;
+	int64_t expected;
+	int rc;
+	evs_error err;
+} bg_append;
+
+static void *run_append(void *arg)
+{
+	bg_append *a = arg;
+
+	a->rc = evs_store_append(NULL, ct_store, a->id, a->expected, a->evs,
+	                         a->n, &a->err);
+	return NULL;
+}
+
+/* Holds the stream's row lock from another session until released. */
+static PGconn *lock_stream(const char *id)
+{
+	PGconn *conn = pg_test_connect();
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+	         "BEGIN; SELECT 1 FROM \"%s\".streams WHERE stream_id = '%s' "
+	         "FOR UPDATE", pg_test_schema(), id);
+	pg_test_exec(conn, sql);
+	return conn;
+}
+
+/* Waits until a session of ours waits for a lock; returns its pid. */
+static int wait_for_lock_waiter(PGconn *conn)
+{
+	int i;
+
+	for (i = 0; i < 500; i++) {
+		const char *pid = pg_test_exec(conn,
+			"SELECT pid FROM pg_stat_activity WHERE "
+			"application_name = 'evstore' AND wait_event_type = "
+			"'Lock' AND usename = current_user");
+		if (pid[0] != '\0')
+			return atoi(pid);
+		sleep_ms(10);
+	}
+	ck_abort_msg("no evstore session ever waited for the lock");
+	return 0;
+}
+
+START_TEST(killed_session_reports_unavailable_and_retry_is_idempotent)
+{
+	const char *id = fresh_id("killed");
+	bg_append a = {NULL, NULL, 5, 0, 0, EVS_ERROR_INIT};
+	PGconn *locker, *admin;
+	pthread_t th;
+	char sql[128];
+	int64_t v = 0;
+
+	use_store(open_with(2, 0, 0, 0));
+	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
+	a.id = id;
+	a.evs = batch(5);
+	locker = lock_stream(id);
+	ck_assert_int_eq(pthread_create(&th, NULL, run_append, &a), 0);
+	admin = pg_test_connect();
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)",
+	         wait_for_lock_waiter(admin));
+	pg_test_exec(admin, sql);
+	pthread_join(th, NULL);
+	ck_assert_msg(a.rc == EVS_EUNAVAILABLE, "append gave %d: %s", a.rc,
+	              a.err.message);
+	pg_test_exec(locker, "ROLLBACK");
+	/* None of the batch is in; the next call gets a new connection. */
+	ck_assert_uint_eq(ct_count(id), 1);
+	ck_assert_int_eq(evs_store_append(&v, ct_store, id, 0, a.evs, 5,
+	                                  NULL), 0);
+	ck_assert_int_eq(v, 5);
+	/* The client cannot know whether that went in: it retries. */
+	ck_assert_int_eq(evs_store_append(&v, ct_store, id, 0, a.evs, 5,
+	                                  NULL), 0);
+	ck_assert_int_eq(v, 5);
+	ck_assert_uint_eq(ct_count(id), 6);
+	evs_error_clear(&a.err);
+	free_batch(a.evs, 5);
+	PQfinish(locker);
+	PQfinish(admin);
+}
+END_TEST
+
+START_TEST(lock_timeout_is_a_timeout)
+{
+	const char *id = fresh_id("locked");
+	evs_error err = EVS_ERROR_INIT;
+	PGconn *locker;
+
+	use_store(open_with(1, 0, 0, 200));
+	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
+	locker = lock_stream(id);
+	ck_assert_int_eq(ct_append_one(id, 0, &err), EVS_ETIMEOUT);
+	ck_assert_str_eq(err.sqlstate, "55P03");
+	pg_test_exec(locker, "ROLLBACK");
+	ck_assert_int_eq(ct_append_one(id, 0, &err), 0);
+	ck_assert_uint_eq(ct_count(id), 2);
+	evs_error_clear(&err);
+	PQfinish(locker);
+}
+END_TEST
+
+START_TEST(statement_timeout_is_a_timeout)
+{
+	const char *id = fresh_id("slow");
+	evs_error err = EVS_ERROR_INIT;
+	PGconn *locker;
+
+	use_store(open_with(1, 0, 200, 0));
+	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
+	locker = lock_stream(id);
+	ck_assert_int_eq(ct_append_one(id, 0, &err), EVS_ETIMEOUT);
+	ck_assert_str_eq(err.sqlstate, "57014");
+	pg_test_exec(locker, "ROLLBACK");
+	ck_assert_uint_eq(ct_count(id), 1);
+	evs_error_clear(&err);
+	PQfinish(locker);
+}
+END_TEST
+
+START_TEST(waiting_for_a_connection_times_out)
+{
+	const char *id = fresh_id("pool");
+	bg_append a = {NULL, NULL, 1, 0, 0, EVS_ERROR_INIT};
+	evs_error err = EVS_ERROR_INIT;
+	PGconn *locker, *admin;
+	pthread_t th;
+	int64_t v;
+
+	use_store(open_with(1, 300, 0, 0));
+	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
+	a.id = id;
+	a.evs = batch(1);
+	locker = lock_stream(id);
+	ck_assert_int_eq(pthread_create(&th, NULL, run_append, &a), 0);
+	admin = pg_test_connect();
+	wait_for_lock_waiter(admin);
+	/* The only connection is busy waiting for the lock. */
+	ck_assert_int_eq(evs_store_current_version(&v, ct_store, id, &err),
+	                 EVS_ETIMEOUT);
+	ck_assert_ptr_nonnull(strstr(err.message, "no free database "
+	                                          "connection"));
+	pg_test_exec(locker, "ROLLBACK");
+	pthread_join(th, NULL);
+	ck_assert_int_eq(a.rc, 0);
+	ck_assert_int_eq(evs_store_current_version(&v, ct_store, id, &err), 0);
+	ck_assert_int_eq(v, 1);
+	evs_error_clear(&err);
+	evs_error_clear(&a.err);
+	free_batch(a.evs, 1);
+	PQfinish(locker);
+	PQfinish(admin);
+}
+END_TEST
+
+START_TEST(store_recovers_after_a_server_restart)
+{
+	const char *restart = getenv("EVS_TEST_PG_RESTART");
+	const char *id = fresh_id("restart");
+	evs_error err = EVS_ERROR_INIT;
+	int64_t v;
+
+	use_store(open_with(4, 0, 0, 0));
+	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
+	ck_assert_msg(system(restart) == 0, "%s failed", restart);
+	/* Every pooled connection died with the server; the next calls
+	 * notice that before using them and reconnect. */
+	ck_assert_int_eq(evs_store_current_version(&v, ct_store, id, &err), 0);
+	ck_assert_int_eq(ct_append_one(id, 0, &err), 0);
+	ck_assert_uint_eq(ct_count(id), 2);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(unreachable_server_is_unavailable)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = (evs_store *)1;
+
+	ck_assert_int_eq(evs_store_open_pg(&store, "host=/nonexistent port=1 "
+	                                   "connect_timeout=2", NULL, &err),
+	                 EVS_EUNAVAILABLE);
+	ck_assert_ptr_null(store);
+	ck_assert_ptr_nonnull(strstr(err.message, "could not connect"));
+	evs_error_clear(&err);
+}
+END_TEST
+
+static int open_schema(const char *schema, evs_error *err)
+{
+	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
+	evs_store *store = NULL;
+	int rc;
+
+	opts.schema = schema;
+	rc = evs_store_open_pg(&store, pg_test_dsn(), &opts, err);
+	evs_store_free(store);
+	return rc;
+}
+
+START_TEST(schema_absent_older_or_newer_is_refused)
+{
+	evs_error err = EVS_ERROR_INIT;
+	PGconn *conn = pg_test_connect();
+	char name[64], sql[512];
+
+	snprintf(name, sizeof(name), "evs_absent_%ld", (long)getpid());
+	ck_assert_int_eq(open_schema(name, &err), EVS_ESCHEMA);
+	ck_assert_ptr_nonnull(strstr(err.message, "0001_create_schema.sql"));
+	ck_assert_ptr_nonnull(strstr(err.message, name));
+
+	/* Older: the version table exists but holds no migration yet. */
+	snprintf(name, sizeof(name), "evs_older_%ld", (long)getpid());
+	snprintf(sql, sizeof(sql),
+	         "CREATE SCHEMA %s; CREATE TABLE %s.schema_version "
+	         "(version int PRIMARY KEY, name text, applied_at timestamptz)",
+	         name, name);
+	pg_test_exec(conn, sql);
+	ck_assert_int_eq(open_schema(name, &err), EVS_ESCHEMA);
+	ck_assert_ptr_nonnull(strstr(err.message, "at version 0"));
+	ck_assert_ptr_nonnull(strstr(err.message, "0001_create_schema.sql"));
+
+	/* Newer than this library knows. */
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO %s.schema_version VALUES (1, 'a', now()), "
+	         "(%d, 'b', now())", name, EVS_PG_SCHEMA_VERSION + 1);
+	pg_test_exec(conn, sql);
+	ck_assert_int_eq(open_schema(name, &err), EVS_ESCHEMA);
+	ck_assert_ptr_nonnull(strstr(err.message, "newer"));
+	snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", name);
+	pg_test_exec(conn, sql);
+
+	/* And the real one opens. */
+	ck_assert_int_eq(open_schema(pg_test_schema(), &err), 0);
+	evs_error_clear(&err);
+	PQfinish(conn);
+}
+END_TEST
+
+START_TEST(bad_options_are_refused)
+{
+	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+
+	opts.version = 99;
+	ck_assert_int_eq(evs_store_open_pg(&store, pg_test_dsn(), &opts, &err),
+	                 EVS_EUNSUPPORTED);
+	opts.version = EVS_PG_OPTIONS_VERSION;
+	opts.schema = "";
+	ck_assert_int_eq(evs_store_open_pg(&store, pg_test_dsn(), &opts, &err),
+	                 EVS_EINVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "schema"));
+	opts.schema = NULL;
+	opts.pool_size = 100000;
+	ck_assert_int_eq(evs_store_open_pg(&store, pg_test_dsn(), &opts, &err),
+	                 EVS_EINVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "pool_size"));
+	ck_assert_int_eq(evs_store_open_pg(NULL, pg_test_dsn(), NULL, &err),
+	                 EVS_EINVALID);
+	ck_assert_ptr_null(store);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(appends_are_one_transaction_each)
+{
+	/* The server counts transactions: one per append (the prepared
+	 * call of append_events; statements are prepared per connection,
+	 * at connect time). */
+	const char *id = fresh_id("trips");
+	PGconn *admin = pg_test_connect();
+	char sql[512];
+	long before, after;
+	int i;
+
+	use_store(open_with(1, 0, 0, 0));
+	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
+	snprintf(sql, sizeof(sql),
+	         "SELECT xact_commit FROM pg_stat_database WHERE datname = "
+	         "current_database()");
+	pg_test_exec(admin, "SELECT pg_stat_clear_snapshot()");
+	before = atol(pg_test_exec(admin, sql));
+	for (i = 0; i < 50; i++)
+		ck_assert_int_eq(ct_append_one(id, i, NULL), 0);
+	/* Statistics arrive at the collector with a delay. */
+	for (i = 0; i < 100; i++) {
+		pg_test_exec(admin, "SELECT pg_stat_clear_snapshot()");
+		after = atol(pg_test_exec(admin, sql));
+		if (after - before >= 50)
+			break;
+		sleep_ms(50);
+	}
+	/* 50 appends; other sessions of this run may add a few. */
+	ck_assert_int_ge(after - before, 50);
+	ck_assert_int_lt(after - before, 50 + 40);
+	PQfinish(admin);
+}
+END_TEST
+
+Suite *pg_suite(void)
+{
+	Suite *s = suite_create("postgres");
+	TCase *tc;
+
+	tc = tcase_create("concurrency");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, sixteen_threads_race_on_one_stream);
+	tcase_add_test(tc, sixteen_threads_on_sixteen_streams);
+	tcase_add_test(tc, more_threads_than_connections_wait_their_turn);
+	tcase_set_timeout(tc, 300);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("payloads");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, batch_of_1000_is_atomic);
+	tcase_add_test(tc, awkward_strings_are_stored_verbatim);
+	tcase_add_test(tc, a_one_megabyte_event_round_trips);
+	tcase_add_test(tc, numbers_keep_their_values);
+	tcase_add_test(tc, a_long_stream_streams_in_bounded_memory);
+	tcase_add_test(tc, appends_are_one_transaction_each);
+	tcase_set_timeout(tc, 300);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("failures");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, killed_session_reports_unavailable_and_retry_is_idempotent);
+	tcase_add_test(tc, lock_timeout_is_a_timeout);
+	tcase_add_test(tc, statement_timeout_is_a_timeout);
+	tcase_add_test(tc, waiting_for_a_connection_times_out);
+	tcase_add_test(tc, unreachable_server_is_unavailable);
+	tcase_add_test(tc, schema_absent_older_or_newer_is_refused);
+	tcase_add_test(tc, bad_options_are_refused);
+	if (getenv("EVS_TEST_PG_RESTART") != NULL)
+		tcase_add_test(tc, store_recovers_after_a_server_restart);
+	else
+		fprintf(stderr, "postgres: EVS_TEST_PG_RESTART is not set (a "
+		        "given server): the restart test does not run\n");
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,23 @@
+/* Shared by the PostgreSQL integration tests. */
+#ifndef EVSTORE_TEST_PG_TEST_H
+#define EVSTORE_TEST_PG_TEST_H
+
+#include <check.h>
+#include <libpq-fe.h>
+
+#include <evstore/evstore.h>
+
+/* EVS_TEST_PG_DSN, or NULL. */
+const char *pg_test_dsn(void);
+/* EVS_TEST_PG_SCHEMA, or "evstore". */
+const char *pg_test_schema(void);
+/* A plain libpq connection to the test database (fails the test if it
+ * cannot connect); PQfinish() it. */
+PGconn *pg_test_connect(void);
+/* Runs SQL on conn, failing the test unless it succeeds; returns the
+ * first value of the first row (static buffer) or "". */
+const char *pg_test_exec(PGconn *conn, const char *sql);
+
+Suite *pg_suite(void);
+
+#endif

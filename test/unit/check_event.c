@@ -1,0 +1,1454 @@
+/* Unit tests for events: construction and its argument checks (type,
+ * data, metadata, as json-c values and as JSON text), UUIDs, setters,
+ * copies, accessors and event lists. */
+#include <check.h>
+#include <ctype.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <evstore/evstore.h>
+
+#include "unit/suites.h"
+
+/* A non-NULL pointer the library must overwrite with NULL on failure. */
+static char not_set_target;
+#define not_set ((evs_event *)(void *)&not_set_target)
+
+/* 1 when msg contains word as a whole word (so "data" is not found in
+ * "metadata"). */
+static int names(const char *msg, const char *word)
+{
+	size_t n = strlen(word);
+	const char *p;
+
+	if (msg == NULL)
+		return 0;
+	for (p = strstr(msg, word); p != NULL; p = strstr(p + 1, word)) {
+		int before = p > msg && (isalnum((unsigned char)p[-1]) ||
+		                         p[-1] == '_');
+		int after = isalnum((unsigned char)p[n]) || p[n] == '_';
+
+		if (!before && !after)
+			return 1;
+	}
+	return 0;
+}
+
+/* rc and err say EVS_EINVALID, and the message names `what`. */
+#define ASSERT_EINVALID(rc, err, what)                                      \
+	do {                                                                 \
+		ck_assert_int_eq((rc), EVS_EINVALID);                        \
+		ck_assert_int_eq((err).code, EVS_EINVALID);                  \
+		ck_assert_msg(names((err).message, (what)),                  \
+		              "message \"%s\" does not name \"%s\"",         \
+		              (err).message ? (err).message : "(null)",      \
+		              (what));                                       \
+	} while (0)
+
+/* A string of n copies of c; yours (free()). */
+static char *repeat(char c, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(s);
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* Parses text with json-c (not the library); yours. */
+static json_object *parse(const char *text)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *v;
+
+	ck_assert_ptr_nonnull(tok);
+	v = json_tokener_parse_ex(tok, text, (int)strlen(text) + 1);
+	ck_assert_int_eq(json_tokener_get_error(tok), json_tokener_success);
+	json_tokener_free(tok);
+	return v;
+}
+
+/* ---- evs_event_new: data ---- */
+
+/* Builds the loop's data value: any JSON value, NULL for JSON null. */
+static json_object *make_data(int i)
+{
+	json_object *v, *a, *o;
+
+	switch (i) {
+	case 0:
+		return NULL;
+	case 1:
+		return json_object_new_int(42);
+	case 2:
+		return json_object_new_int64(INT64_MIN);
+	case 3:
+		return json_object_new_int64(INT64_MAX);
+	case 4:
+		return json_object_new_double(1.5);
+	case 5:
+		return json_object_new_double(-0.1);
+	case 6:
+		return json_object_new_string("h\xc3\xa9llo \"q\" \\ / \t\n");
+	case 7:
+		return json_object_new_string("");
+	case 8:
+		return json_object_new_boolean(1);
+	case 9:
+		return json_object_new_boolean(0);
+	case 10:
+		v = json_object_new_array();
+		json_object_array_add(v, json_object_new_int(1));
+		json_object_array_add(v, json_object_new_string("a"));
+		json_object_array_add(v, NULL);
+		o = json_object_new_object();
+		json_object_object_add(o, "b", json_object_new_array());
+		json_object_array_add(v, o);
+		return v;
+	case 11:
+		return json_object_new_array();
+	case 12:
+		return json_object_new_object();
+	case 13:
+		v = json_object_new_object();
+		json_object_object_add(v, "amount", json_object_new_int(100));
+		json_object_object_add(v, "currency",
+		                       json_object_new_string("EUR"));
+		json_object_object_add(v, "none", NULL);
+		a = json_object_new_array();
+		json_object_array_add(a, json_object_new_double(2.25));
+		json_object_object_add(v, "Z\xc3\xbcrich \xf0\x9f\x9a\x80", a);
+		return v;
+	default:
+		return json_object_new_uint64(UINT64_MAX);
+	}
+}
+#define N_DATA 15
+
+START_TEST(new_accepts_any_json_value)
+{
+	evs_error err = EVS_ERROR_INIT;
+	json_object *in = make_data(_i);
+	json_object *out_obj, *reparsed;
+	evs_event *ev = not_set;
+
+	ck_assert_int_eq(evs_event_new(&ev, "tested", in, NULL, &err), 0);
+	ck_assert_int_eq(err.code, 0);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_ptr_ne(ev, not_set);
+	ck_assert_str_eq(evs_event_type(ev), "tested");
+	/* The text is JSON and means the input. */
+	reparsed = parse(evs_event_data_json(ev));
+	ck_assert_msg(json_object_equal(in, reparsed),
+	              "data %d: text %s", _i, evs_event_data_json(ev));
+	json_object_put(reparsed);
+	out_obj = evs_event_data(ev);
+	ck_assert_msg(json_object_equal(in, out_obj), "data %d", _i);
+	/* Borrowed and cached: the same value on every call. */
+	ck_assert_ptr_eq(evs_event_data(ev), out_obj);
+	if (in == NULL) {
+		ck_assert_str_eq(evs_event_data_json(ev), "null");
+		ck_assert_ptr_null(out_obj);
+	} else {
+		/* The event did not keep the caller's object. */
+		ck_assert_ptr_ne(out_obj, in);
+	}
+	ck_assert_ptr_null(evs_event_metadata_json(ev));
+	ck_assert_ptr_null(evs_event_metadata(ev));
+	evs_event_free(ev);
+	json_object_put(in);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* The event keeps the text, so changing the caller's object later does not
+ * change the event (and freeing it first is fine). */
+START_TEST(new_borrows_data_and_metadata)
+{
+	json_object *data = json_object_new_object();
+	json_object *meta = json_object_new_object();
+	evs_event *ev = NULL;
+	char *dtext, *mtext;
+
+	json_object_object_add(data, "n", json_object_new_int(1));
+	json_object_object_add(meta, "correlation_id",
+	                       json_object_new_string("c-1"));
+	ck_assert_int_eq(evs_event_new(&ev, "t", data, meta, NULL), 0);
+	dtext = strdup(evs_event_data_json(ev));
+	mtext = strdup(evs_event_metadata_json(ev));
+	json_object_object_add(data, "later", json_object_new_int(2));
+	json_object_object_add(meta, "later", json_object_new_int(2));
+	json_object_put(data);
+	json_object_put(meta);
+	ck_assert_str_eq(evs_event_data_json(ev), dtext);
+	ck_assert_str_eq(evs_event_metadata_json(ev), mtext);
+	ck_assert_ptr_null(json_object_object_get(evs_event_data(ev), "later"));
+	ck_assert_ptr_null(
+		json_object_object_get(evs_event_metadata(ev), "later"));
+	ck_assert_int_eq(
+		json_object_get_int(json_object_object_get(evs_event_data(ev),
+	                                                   "n")),
+		1);
+	free(dtext);
+	free(mtext);
+	evs_event_free(ev);
+}
+END_TEST
+
+START_TEST(new_with_metadata_object)
+{
+	evs_error err = EVS_ERROR_INIT;
+	json_object *data = json_object_new_int(7);
+	json_object *meta = json_object_new_object();
+	json_object *got, *reparsed;
+	evs_event *ev = NULL;
+
+	json_object_object_add(meta, "correlation_id",
+	                       json_object_new_string("c-1"));
+	json_object_object_add(meta, "causation_id",
+	                       json_object_new_string("e-0"));
+	ck_assert_int_eq(evs_event_new(&ev, "t", data, meta, &err), 0);
+	ck_assert_ptr_nonnull(evs_event_metadata_json(ev));
+	reparsed = parse(evs_event_metadata_json(ev));
+	ck_assert(json_object_equal(reparsed, meta));
+	json_object_put(reparsed);
+	got = evs_event_metadata(ev);
+	ck_assert_ptr_nonnull(got);
+	ck_assert(json_object_equal(got, meta));
+	ck_assert_ptr_eq(evs_event_metadata(ev), got);
+	ck_assert_str_eq(evs_event_data_json(ev), "7");
+	evs_event_free(ev);
+	json_object_put(data);
+	json_object_put(meta);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(new_with_empty_metadata_object)
+{
+	json_object *meta = json_object_new_object();
+	evs_event *ev = NULL;
+	json_object *reparsed;
+
+	ck_assert_int_eq(evs_event_new(&ev, "t", NULL, meta, NULL), 0);
+	ck_assert_ptr_nonnull(evs_event_metadata_json(ev));
+	reparsed = parse(evs_event_metadata_json(ev));
+	ck_assert(json_object_is_type(reparsed, json_type_object));
+	ck_assert_int_eq(json_object_object_length(reparsed), 0);
+	json_object_put(reparsed);
+	evs_event_free(ev);
+	json_object_put(meta);
+}
+END_TEST
+
+/* The same object as data and metadata. */
+START_TEST(new_with_data_and_metadata_the_same_object)
+{
+	json_object *obj = json_object_new_object();
+	json_object *a, *b;
+	evs_event *ev = NULL;
+
+	json_object_object_add(obj, "k", json_object_new_string("v"));
+	ck_assert_int_eq(evs_event_new(&ev, "t", obj, obj, NULL), 0);
+	a = parse(evs_event_data_json(ev));
+	b = parse(evs_event_metadata_json(ev));
+	ck_assert(json_object_equal(a, obj));
+	ck_assert(json_object_equal(b, obj));
+	json_object_put(a);
+	json_object_put(b);
+	evs_event_free(ev);
+	json_object_put(obj);
+}
+END_TEST
+
+/* Metadata nested inside data, and data inside metadata: each text is
+ * printed from its own object. */
+START_TEST(new_with_metadata_inside_data)
+{
+	json_object *meta = json_object_new_object();
+	json_object *data = json_object_new_object();
+	json_object *a, *b;
+	evs_event *ev = NULL;
+
+	json_object_object_add(meta, "m", json_object_new_int(1));
+	json_object_object_add(data, "meta", json_object_get(meta));
+	json_object_object_add(data, "d", json_object_new_int(2));
+	ck_assert_int_eq(evs_event_new(&ev, "t", data, meta, NULL), 0);
+	a = parse(evs_event_data_json(ev));
+	b = parse(evs_event_metadata_json(ev));
+	ck_assert(json_object_equal(a, data));
+	ck_assert(json_object_equal(b, meta));
+	json_object_put(a);
+	json_object_put(b);
+	evs_event_free(ev);
+	ck_assert_int_eq(evs_event_new(&ev, "t", meta, data, NULL), 0);
+	a = parse(evs_event_data_json(ev));
+	b = parse(evs_event_metadata_json(ev));
+	ck_assert(json_object_equal(a, meta));
+	ck_assert(json_object_equal(b, data));
+	json_object_put(a);
+	json_object_put(b);
+	evs_event_free(ev);
+	json_object_put(data);
+	json_object_put(meta);
+}
+END_TEST
+
+static json_object *make_non_object(int i)
+{
+	json_object *v;
+
+	switch (i) {
+	case 0:
+		v = json_object_new_array();
+		json_object_array_add(v, json_object_new_int(1));
+		return v;
+	case 1:
+		return json_object_new_string("correlation");
+	case 2:
+		return json_object_new_int(1);
+	case 3:
+		return json_object_new_double(2.5);
+	case 4:
+		return json_object_new_boolean(1);
+	default:
+		return json_object_new_array();
+	}
+}
+#define N_NON_OBJECT 6
+
+START_TEST(new_rejects_metadata_that_is_not_an_object)
+{
+	evs_error err = EVS_ERROR_INIT;
+	json_object *meta = make_non_object(_i);
+	json_object *data = json_object_new_object();
+	evs_event *ev = not_set;
+
+	ASSERT_EINVALID(evs_event_new(&ev, "t", data, meta, &err), err,
+	                "metadata");
+	ck_assert_ptr_null(ev);
+	json_object_put(meta);
+	json_object_put(data);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* Values json-c holds but JSON text (and jsonb) cannot. `where` 0 puts
+ * the bad value at the top, 1 in an array, 2 in an object; `bad` picks
+ * it. */
+static json_object *bad_value(int bad)
+{
+	static const char nul[] = "a\0b";
+
+	switch (bad) {
+	case 0:
+		return json_object_new_double(NAN);
+	case 1:
+		return json_object_new_double(INFINITY);
+	case 2:
+		return json_object_new_double(-INFINITY);
+	case 3:
+		return json_object_new_string_len(nul, 3);
+	case 4:
+		return json_object_new_string_len(nul + 1, 1); /* just "\0" */
+	case 5:
+		return json_object_new_string("\xff");
+	case 6:
+		return json_object_new_string("ok \xc3\x28 not");
+	case 7:
+		return json_object_new_string("\xed\xa0\x80"); /* surrogate */
+	case 8:
+		return json_object_new_string("\xc0\xaf"); /* overlong */
+	default:
+		return json_object_new_string("\xe6\x9d"); /* truncated */
+	}
+}
+#define N_BAD 10
+
+static json_object *wrap(json_object *v, int where)
+{
+	json_object *w;
+
+	switch (where) {
+	case 0:
+		return v;
+	case 1:
+		w = json_object_new_array();
+		json_object_array_add(w, json_object_new_int(1));
+		json_object_array_add(w, v);
+		return w;
+	case 2:
+		w = json_object_new_object();
+		json_object_object_add(w, "fine", json_object_new_int(1));
+		json_object_object_add(w, "bad", v);
+		return w;
+	default: /* deeper */
+		w = json_object_new_object();
+		json_object_object_add(w, "a", wrap(v, 1));
+		return w;
+	}
+}
+
+START_TEST(new_rejects_bad_values_in_data)
+{
+	evs_error err = EVS_ERROR_INIT;
+	int bad = _i % N_BAD, where = _i / N_BAD;
+	json_object *data = wrap(bad_value(bad), where);
+	evs_event *ev = not_set;
+
+	ASSERT_EINVALID(evs_event_new(&ev, "t", data, NULL, &err), err,
+	                "data");
+	ck_assert_ptr_null(ev);
+	json_object_put(data);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(new_rejects_bad_values_in_metadata)
+{
+	evs_error err = EVS_ERROR_INIT;
+	int bad = _i % N_BAD, where = 2 + _i / N_BAD; /* always an object */
+	json_object *meta = wrap(bad_value(bad), where);
+	json_object *data = json_object_new_int(1);
+	evs_event *ev = not_set;
+
+	ASSERT_EINVALID(evs_event_new(&ev, "t", data, meta, &err), err,
+	                "metadata");
+	ck_assert_ptr_null(ev);
+	json_object_put(data);
+	json_object_put(meta);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(new_rejects_invalid_utf8_in_a_key)
+{
+	evs_error err = EVS_ERROR_INIT;
+	json_object *data = json_object_new_object();
+	json_object *meta = json_object_new_object();
+	evs_event *ev = not_set;
+
+	json_object_object_add(data, "k\xc3\x28", json_object_new_int(1));
+	ASSERT_EINVALID(evs_event_new(&ev, "t", data, NULL, &err), err,
+	                "data");
+	ck_assert_ptr_null(ev);
+	json_object_object_add(meta, "\xff", json_object_new_int(1));
+	ASSERT_EINVALID(evs_event_new(&ev, "t", NULL, meta, &err), err,
+	                "metadata");
+	ck_assert_ptr_null(ev);
+	json_object_put(data);
+	json_object_put(meta);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* A value with a custom serializer (json_object_new_double_s) must not
+ * smuggle text that is not JSON into the event: either the call refuses
+ * it, or the text the event keeps is JSON. */
+START_TEST(new_never_keeps_text_that_is_not_json)
+{
+	evs_error err = EVS_ERROR_INIT;
+	json_object *data = json_object_new_double_s(1.5, "not json");
+	evs_event *ev = NULL, *check = NULL;
+	int rc = evs_event_new(&ev, "t", data, NULL, &err);
+
+	if (rc == 0) {
+		ck_assert_msg(evs_event_new_json(&check, "t",
+		                                 evs_event_data_json(ev), NULL,
+		                                 NULL) == 0,
+		              "the event keeps \"%s\" as its JSON data",
+		              evs_event_data_json(ev));
+	} else {
+		ASSERT_EINVALID(rc, err, "data");
+	}
+	evs_event_free(check);
+	evs_event_free(ev);
+	json_object_put(data);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(new_with_null_out)
+{
+	evs_error err = EVS_ERROR_INIT;
+
+	ck_assert_int_eq(evs_event_new(NULL, "t", NULL, NULL, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_event_new_json(NULL, "t", "1", NULL, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(err.code, EVS_EINVALID);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* Deeper than json-c's default limit of 32, both ways in. */
+START_TEST(new_accepts_deep_nesting)
+{
+	enum { DEPTH = 100 };
+	char text[2 * DEPTH + 2];
+	json_object *v = json_object_new_int(1);
+	evs_event *ev = NULL;
+	int i;
+
+	for (i = 0; i < DEPTH; i++) {
+		json_object *a = json_object_new_array();
+
+		json_object_array_add(a, v);
+		v = a;
+		text[i] = '[';
+		text[DEPTH + 1 + i] = ']';
+	}
+	text[DEPTH] = '1';
+	text[2 * DEPTH + 1] = '\0';
+	ck_assert_int_eq(evs_event_new(&ev, "t", v, NULL, NULL), 0);
+	ck_assert_str_eq(evs_event_data_json(ev), text);
+	ck_assert(json_object_equal(evs_event_data(ev), v));
+	evs_event_free(ev);
+	ck_assert_int_eq(evs_event_new_json(&ev, "t", text, NULL, NULL), 0);
+	ck_assert(json_object_equal(evs_event_data(ev), v));
+	evs_event_free(ev);
+	json_object_put(v);
+}
+END_TEST
+
+/* ---- evs_event_new_json ---- */
+
+static const char *const valid_json[] = {
+	"{}",
+	"[]",
+	"null",
+	"0",
+	"-1.5e-3",
+	"1E5",
+	"-0",
+	"\"x\"",
+	"\"\"",
+	"true",
+	"false",
+	"{\"a\":1}",
+	" { \"b\" : 1 ,\n\t\"a\" : [ 1 , 2.50 , null ] } ",
+	"{\"a\":1}\n",
+	"\"Z\xc3\xbcrich \xe6\x9d\xb1\xe4\xba\xac \xf0\x9f\x9a\x80\"",
+	"\"\\u00e9\\n\\\"\\\\\\/\\t\\uD834\\uDD1E\"",
+	"{\"a\":{\"b\":{\"c\":[[],{}]}},\"d\":\"\x7f\"}",
+	"12345678901234567890123",
+	"{\"a\":1,\"a\":2}",
+};
+#define N_VALID (sizeof(valid_json) / sizeof(valid_json[0]))
+
+START_TEST(new_json_keeps_valid_text_verbatim)
+{
+	evs_error err = EVS_ERROR_INIT;
+	const char *text = valid_json[_i];
+	evs_event *ev = not_set;
+	json_object *expect, *got;
+
+	ck_assert_int_eq(evs_event_new_json(&ev, "t", text, NULL, &err), 0);
+	ck_assert_int_eq(err.code, 0);
+	ck_assert_ptr_ne(ev, not_set);
+	ck_assert_str_eq(evs_event_data_json(ev), text);
+	ck_assert_ptr_null(evs_event_metadata_json(ev));
+	expect = parse(text);
+	got = evs_event_data(ev);
+	ck_assert(json_object_equal(got, expect));
+	ck_assert_ptr_eq(evs_event_data(ev), got);
+	json_object_put(expect);
+	evs_event_free(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(new_json_keeps_metadata_verbatim)
+{
+	static const char meta[] = " { \"correlation_id\" : \"c-1\" } ";
+	evs_event *ev = NULL;
+	json_object *got;
+
+	ck_assert_int_eq(evs_event_new_json(&ev, "t", "[1]", meta, NULL), 0);
+	ck_assert_str_eq(evs_event_metadata_json(ev), meta);
+	got = evs_event_metadata(ev);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(json_object_get_string(
+	                         json_object_object_get(got, "correlation_id")),
+	                 "c-1");
+	ck_assert_ptr_eq(evs_event_metadata(ev), got);
+	evs_event_free(ev);
+	ck_assert_int_eq(evs_event_new_json(&ev, "t", "1", "{}", NULL), 0);
+	ck_assert_str_eq(evs_event_metadata_json(ev), "{}");
+	evs_event_free(ev);
+}
+END_TEST
+
+/* Not JSON (RFC 8259), each for its own reason. */
+static const char *const invalid_json[] = {
+	"{",
+	"{'a':1}",       /* single quotes */
+	"'a'",
+	"1 2",           /* two values */
+	"",
+	"   ",
+	"NaN",
+	"Infinity",
+	"-Infinity",
+	"{}x",           /* trailing garbage */
+	"[1]]",
+	"nul",
+	"nullx",
+	"True",
+	"[1,]",          /* trailing comma */
+	"{\"a\":1,}",
+	"{a:1}",         /* unquoted key */
+	"/*c*/1",        /* comments */
+	"[1]//c",
+	"0x10",
+	"+1",
+	".5",
+	"1.",            /* fraction without digits */
+	"[1.]",
+	"01",            /* leading zero */
+	"-01",
+	"1e",
+	"\"a\tb\"",      /* raw control character in a string */
+	"\"a\nb\"",
+	"\"\\x\"",       /* bad escape */
+	"\"\\u12\"",
+	"\"\\u0000\"",   /* NUL: jsonb cannot hold it */
+	"\"\xff\"",      /* invalid UTF-8 */
+	"\"\xc3\x28\"",
+	"{\"\xed\xa0\x80\":1}",
+	"1e999",         /* not finite as a double */
+};
+#define N_INVALID (sizeof(invalid_json) / sizeof(invalid_json[0]))
+
+START_TEST(new_json_rejects_invalid_data)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = not_set;
+	int rc = evs_event_new_json(&ev, "t", invalid_json[_i], NULL, &err);
+
+	ck_assert_msg(rc == EVS_EINVALID, "data \"%s\" gave %d",
+	              invalid_json[_i], rc);
+	ASSERT_EINVALID(rc, err, "data");
+	ck_assert_ptr_null(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(new_json_rejects_invalid_metadata)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = not_set;
+	int rc = evs_event_new_json(&ev, "t", "{}", invalid_json[_i], &err);
+
+	ck_assert_msg(rc == EVS_EINVALID, "metadata \"%s\" gave %d",
+	              invalid_json[_i], rc);
+	ASSERT_EINVALID(rc, err, "metadata");
+	ck_assert_ptr_null(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(new_json_rejects_null_data)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = not_set;
+
+	ASSERT_EINVALID(evs_event_new_json(&ev, "t", NULL, NULL, &err), err,
+	                "data");
+	ck_assert_ptr_null(ev);
+	ASSERT_EINVALID(evs_event_new_json(&ev, "t", NULL, "{}", &err), err,
+	                "data");
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* Valid JSON, but not an object. */
+static const char *const non_object_json[] = {
+	"[1]", "[]", "\"s\"", "1", "true", "null", " [ {} ] ",
+};
+#define N_NON_OBJECT_JSON \
+	(sizeof(non_object_json) / sizeof(non_object_json[0]))
+
+START_TEST(new_json_rejects_metadata_that_is_not_an_object)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = not_set;
+	int rc = evs_event_new_json(&ev, "t", "{}", non_object_json[_i], &err);
+
+	ck_assert_msg(rc == EVS_EINVALID, "metadata \"%s\" gave %d",
+	              non_object_json[_i], rc);
+	ASSERT_EINVALID(rc, err, "metadata");
+	ck_assert_ptr_null(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* ---- type names ---- */
+
+static const char *const bad_types[] = {
+	"",
+	"\xc3\x28",          /* invalid continuation */
+	"\xc0\xaf",          /* overlong "/" */
+	"\xe0\x80\xaf",      /* overlong, three bytes */
+	"\xed\xa0\x80",      /* surrogate */
+	"\xf4\x90\x80\x80",  /* past U+10FFFF */
+	"\xe6\x9d",          /* truncated */
+	"\xff",
+	"\x80",              /* lone continuation */
+	"\x01",
+	"a\x7f",
+	"\xc2\x85",          /* C1 control (NEL) */
+	"\xc2\x9f",
+	"a\nb",
+	"\t",
+	"type\x1b[0m",
+};
+#define N_BAD_TYPES (sizeof(bad_types) / sizeof(bad_types[0]))
+
+START_TEST(type_rejected)
+{
+	evs_error err = EVS_ERROR_INIT;
+	json_object *data = json_object_new_int(1);
+	evs_event *ev = not_set;
+
+	ASSERT_EINVALID(evs_event_new(&ev, bad_types[_i], data, NULL, &err),
+	                err, "type");
+	ck_assert_ptr_null(ev);
+	ev = not_set;
+	ASSERT_EINVALID(evs_event_new_json(&ev, bad_types[_i], "1", NULL,
+	                                   &err),
+	                err, "type");
+	ck_assert_ptr_null(ev);
+	json_object_put(data);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(type_null_rejected)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = not_set;
+
+	ASSERT_EINVALID(evs_event_new(&ev, NULL, NULL, NULL, &err), err,
+	                "type");
+	ck_assert_ptr_null(ev);
+	ev = not_set;
+	ASSERT_EINVALID(evs_event_new_json(&ev, NULL, "1", NULL, &err), err,
+	                "type");
+	ck_assert_ptr_null(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(type_length_limit)
+{
+	evs_error err = EVS_ERROR_INIT;
+	char *t255 = repeat('t', EVS_ID_MAX);
+	char *t256 = repeat('t', EVS_ID_MAX + 1);
+	char *t1000 = repeat('t', 1000);
+	evs_event *ev = not_set;
+
+	ck_assert_int_eq(evs_event_new(&ev, t255, NULL, NULL, &err), 0);
+	ck_assert_str_eq(evs_event_type(ev), t255);
+	evs_event_free(ev);
+	ck_assert_int_eq(evs_event_new_json(&ev, t255, "1", NULL, &err), 0);
+	ck_assert_str_eq(evs_event_type(ev), t255);
+	evs_event_free(ev);
+	ev = not_set;
+	ASSERT_EINVALID(evs_event_new(&ev, t256, NULL, NULL, &err), err,
+	                "type");
+	ck_assert_ptr_null(ev);
+	ASSERT_EINVALID(evs_event_new_json(&ev, t256, "1", NULL, &err), err,
+	                "type");
+	ASSERT_EINVALID(evs_event_new_json(&ev, t1000, "1", NULL, &err), err,
+	                "type");
+	free(t255);
+	free(t256);
+	free(t1000);
+	evs_error_clear(&err);
+}
+END_TEST
+
+static const char *const good_types[] = {
+	"OrderPlaced",
+	"order.placed v2",
+	"x",
+	"Z\xc3\xbcrich",                           /* Zürich */
+	"\xe6\x9d\xb1\xe4\xba\xac",                 /* 東京 */
+	"\xf0\x9f\x9a\x80",                         /* 🚀 */
+	"\xc2\xa0nbsp",                             /* U+00A0, not C1 */
+	"\xef\xbf\xbd",                             /* U+FFFD */
+	"\xf4\x8f\xbf\xbf",                         /* U+10FFFF */
+	"quote\"back\\slash'",
+};
+#define N_GOOD_TYPES (sizeof(good_types) / sizeof(good_types[0]))
+
+START_TEST(type_accepted_verbatim)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = NULL;
+
+	ck_assert_int_eq(evs_event_new(&ev, good_types[_i], NULL, NULL, &err),
+	                 0);
+	ck_assert_str_eq(evs_event_type(ev), good_types[_i]);
+	evs_event_free(ev);
+	ck_assert_int_eq(evs_event_new_json(&ev, good_types[_i], "1", NULL,
+	                                    &err),
+	                 0);
+	ck_assert_str_eq(evs_event_type(ev), good_types[_i]);
+	evs_event_free(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* 255 bytes of three-byte characters is fine; one more byte is not. */
+START_TEST(type_multibyte_at_the_limit)
+{
+	evs_error err = EVS_ERROR_INIT;
+	char t[EVS_ID_MAX + 2];
+	evs_event *ev = NULL;
+	size_t i;
+
+	for (i = 0; i + 3 <= EVS_ID_MAX; i += 3)
+		memcpy(t + i, "\xe6\x9d\xb1", 3);
+	t[i] = '\0';
+	ck_assert_uint_eq(strlen(t), EVS_ID_MAX);
+	ck_assert_int_eq(evs_event_new_json(&ev, t, "1", NULL, &err), 0);
+	ck_assert_str_eq(evs_event_type(ev), t);
+	evs_event_free(ev);
+	t[i] = 'x';
+	t[i + 1] = '\0';
+	ASSERT_EINVALID(evs_event_new_json(&ev, t, "1", NULL, &err), err,
+	                "type");
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* ---- UUIDs ---- */
+
+static int cmp_uuid(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(evs_uuid));
+}
+
+/* Orders by the 62 random bits at the end (variant bits masked). */
+static int cmp_tail(const void *a, const void *b)
+{
+	unsigned char ta[8], tb[8];
+
+	memcpy(ta, ((const evs_uuid *)a)->bytes + 8, 8);
+	memcpy(tb, ((const evs_uuid *)b)->bytes + 8, 8);
+	ta[0] &= 0x3F;
+	tb[0] &= 0x3F;
+	return memcmp(ta, tb, 8);
+}
+
+static void assert_v7(const evs_uuid *id)
+{
+	ck_assert_int_eq(id->bytes[6] >> 4, 7);
+	ck_assert_int_eq(id->bytes[8] >> 6, 2); /* variant 10 */
+}
+
+static uint64_t uuid_ms(const evs_uuid *id)
+{
+	uint64_t ms = 0;
+	int i;
+
+	for (i = 0; i < 6; i++)
+		ms = ms << 8 | id->bytes[i];
+	return ms;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+START_TEST(generated_uuids_are_distinct_v7)
+{
+	enum { N = 10000 };
+	evs_uuid *ids = malloc(N * sizeof(*ids));
+	evs_error err = EVS_ERROR_INIT;
+	uint64_t before = now_ms(), after;
+	size_t i;
+
+	ck_assert_ptr_nonnull(ids);
+	for (i = 0; i < N; i++) {
+		ck_assert_int_eq(evs_uuid_generate(&ids[i], &err), 0);
+		assert_v7(&ids[i]);
+	}
+	after = now_ms();
+	/* The first 48 bits are the Unix time in milliseconds. */
+	ck_assert_uint_ge(uuid_ms(&ids[0]), before);
+	ck_assert_uint_le(uuid_ms(&ids[N - 1]), after);
+	/* One thread, one after another: never going backwards. */
+	for (i = 1; i < N; i++)
+		ck_assert_uint_ge(uuid_ms(&ids[i]), uuid_ms(&ids[i - 1]));
+	qsort(ids, N, sizeof(*ids), cmp_uuid);
+	for (i = 1; i < N; i++)
+		ck_assert_msg(!evs_uuid_equal(&ids[i - 1], &ids[i]),
+		              "duplicate UUID after %zu", i);
+	/* Distinct by their random bits alone, not just by the clock: with
+	 * 62 random bits a repeat among 10000 is a broken random source. */
+	qsort(ids, N, sizeof(*ids), cmp_tail);
+	for (i = 1; i < N; i++)
+		ck_assert_msg(cmp_tail(&ids[i - 1], &ids[i]) != 0,
+		              "random bits repeat after %zu", i);
+	ck_assert_int_eq(err.code, 0);
+	free(ids);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(event_ids_are_distinct_v7)
+{
+	enum { N = 2000 };
+	evs_uuid *ids = malloc(N * sizeof(*ids));
+	size_t i;
+
+	ck_assert_ptr_nonnull(ids);
+	for (i = 0; i < N; i++) {
+		evs_event *ev = NULL;
+
+		if (i % 2)
+			ck_assert_int_eq(evs_event_new(&ev, "t", NULL, NULL,
+			                               NULL),
+			                 0);
+		else
+			ck_assert_int_eq(evs_event_new_json(&ev, "t", "1",
+			                                    NULL, NULL),
+			                 0);
+		ids[i] = *evs_event_id(ev);
+		assert_v7(&ids[i]);
+		evs_event_free(ev);
+	}
+	qsort(ids, N, sizeof(*ids), cmp_uuid);
+	for (i = 1; i < N; i++)
+		ck_assert(!evs_uuid_equal(&ids[i - 1], &ids[i]));
+	free(ids);
+}
+END_TEST
+
+START_TEST(uuids_are_time_ordered_across_milliseconds)
+{
+	struct timespec two_ms = {0, 2000000};
+	evs_uuid prev, next;
+	int i;
+
+	ck_assert_int_eq(evs_uuid_generate(&prev, NULL), 0);
+	for (i = 0; i < 5; i++) {
+		nanosleep(&two_ms, NULL);
+		ck_assert_int_eq(evs_uuid_generate(&next, NULL), 0);
+		ck_assert_msg(memcmp(prev.bytes, next.bytes, 16) < 0,
+		              "a later UUID sorts first");
+		ck_assert_uint_gt(uuid_ms(&next), uuid_ms(&prev));
+		prev = next;
+	}
+}
+END_TEST
+
+START_TEST(uuid_parse_format_round_trip)
+{
+	static const char text[] = "00112233-4455-6677-8899-aabbccddeeff";
+	char out[EVS_UUID_STRLEN + 1];
+	evs_uuid id, again;
+	int i;
+
+	ck_assert_int_eq(evs_uuid_parse(&id, text, NULL), 0);
+	for (i = 0; i < 16; i++)
+		ck_assert_int_eq(id.bytes[i], i * 0x11);
+	memset(out, 'Z', sizeof(out));
+	evs_uuid_format(out, &id);
+	ck_assert_str_eq(out, text);
+	ck_assert_uint_eq(strlen(out), EVS_UUID_STRLEN);
+	/* A generated id survives the round trip too. */
+	ck_assert_int_eq(evs_uuid_generate(&id, NULL), 0);
+	evs_uuid_format(out, &id);
+	ck_assert_int_eq(out[8], '-');
+	ck_assert_int_eq(out[13], '-');
+	ck_assert_int_eq(out[14], '7');
+	ck_assert_int_eq(out[18], '-');
+	ck_assert_int_eq(out[23], '-');
+	ck_assert_int_eq(evs_uuid_parse(&again, out, NULL), 0);
+	ck_assert(evs_uuid_equal(&id, &again));
+}
+END_TEST
+
+START_TEST(uuid_parse_accepts_upper_case)
+{
+	char out[EVS_UUID_STRLEN + 1];
+	evs_uuid lower, upper, mixed;
+
+	ck_assert_int_eq(evs_uuid_parse(&lower,
+	                                "0190b6c4-8e3a-7c1d-9f00-0123456789ab",
+	                                NULL),
+	                 0);
+	ck_assert_int_eq(evs_uuid_parse(&upper,
+	                                "0190B6C4-8E3A-7C1D-9F00-0123456789AB",
+	                                NULL),
+	                 0);
+	ck_assert_int_eq(evs_uuid_parse(&mixed,
+	                                "0190b6C4-8E3a-7c1D-9F00-0123456789aB",
+	                                NULL),
+	                 0);
+	ck_assert(evs_uuid_equal(&lower, &upper));
+	ck_assert(evs_uuid_equal(&lower, &mixed));
+	evs_uuid_format(out, &upper);
+	ck_assert_str_eq(out, "0190b6c4-8e3a-7c1d-9f00-0123456789ab");
+}
+END_TEST
+
+static const char *const bad_uuids[] = {
+	"",
+	"0190b6c4-8e3a-7c1d-9f00-0123456789a",    /* 35 */
+	"0190b6c4-8e3a-7c1d-9f00-0123456789abc",  /* 37 */
+	"0190b6c48e3a7c1d9f000123456789ab",       /* no dashes */
+	"0190b6c48-e3a-7c1d-9f00-0123456789ab",   /* dash moved */
+	"0190b6c4-8e3a-7c1d-9f000-123456789ab",
+	"0190b6c4_8e3a_7c1d_9f00_0123456789ab",
+	"0190b6g4-8e3a-7c1d-9f00-0123456789ab",   /* non-hex */
+	"0190b6c4-8e3a-7c1d-9f00-0123456789aZ",
+	"+190b6c4-8e3a-7c1d-9f00-0123456789ab",
+	" 190b6c4-8e3a-7c1d-9f00-0123456789ab",
+	"{0190b6c4-8e3a-7c1d-9f00-0123456789ab}",
+	"0190b6c4-8e3a-7c1d-9f00-0123456789ab ",
+	"0x90b6c4-8e3a-7c1d-9f00-0123456789ab",
+	"0190b6c4-8e3a-7c1d-9f00-0123456789\xc3\xa9",
+	"------------------------------------",
+};
+#define N_BAD_UUIDS (sizeof(bad_uuids) / sizeof(bad_uuids[0]))
+
+START_TEST(uuid_parse_rejects_bad_forms)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_uuid id, untouched;
+
+	memset(&id, 0x5A, sizeof(id));
+	untouched = id;
+	ck_assert_msg(evs_uuid_parse(&id, bad_uuids[_i], &err) == EVS_EINVALID,
+	              "\"%s\" parsed", bad_uuids[_i]);
+	ck_assert_int_eq(err.code, EVS_EINVALID);
+	ck_assert_ptr_nonnull(err.message);
+	ck_assert(evs_uuid_equal(&id, &untouched));
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(uuid_parse_rejects_null)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_uuid id;
+
+	ck_assert_int_eq(evs_uuid_parse(&id, NULL, &err), EVS_EINVALID);
+	ck_assert_int_eq(err.code, EVS_EINVALID);
+	ck_assert_int_eq(evs_uuid_parse(NULL,
+	                                "0190b6c4-8e3a-7c1d-9f00-0123456789ab",
+	                                &err),
+	                 EVS_EINVALID);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* error.h: each call that takes the record first clears what an earlier
+ * call left. */
+START_TEST(uuid_parse_success_clears_the_record)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_uuid id;
+
+	ck_assert_int_eq(evs_uuid_parse(&id, "nope", &err), EVS_EINVALID);
+	ck_assert_int_eq(evs_uuid_parse(&id,
+	                                "0190b6c4-8e3a-7c1d-9f00-0123456789ab",
+	                                &err),
+	                 0);
+	ck_assert_int_eq(err.code, 0);
+	ck_assert_ptr_null(err.message);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* The message quotes the caller's text; it must still be one line. */
+START_TEST(uuid_parse_message_is_one_line)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_uuid id;
+
+	ck_assert_int_eq(evs_uuid_parse(&id,
+	                                "0190b6c4-8e3a-7c1d-9f00-0123456789a\n",
+	                                &err),
+	                 EVS_EINVALID);
+	ck_assert_ptr_nonnull(err.message);
+	ck_assert_msg(strchr(err.message, '\n') == NULL,
+	              "message is not one line: \"%s\"", err.message);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(uuid_equal)
+{
+	evs_uuid a, b;
+
+	ck_assert_int_eq(evs_uuid_generate(&a, NULL), 0);
+	b = a;
+	ck_assert_int_eq(evs_uuid_equal(&a, &b), 1);
+	b.bytes[15] ^= 1;
+	ck_assert_int_eq(evs_uuid_equal(&a, &b), 0);
+	b = a;
+	b.bytes[0] ^= 0x80;
+	ck_assert_int_eq(evs_uuid_equal(&a, &b), 0);
+}
+END_TEST
+
+/* ---- setters, copies, accessors ---- */
+
+START_TEST(set_id_replaces_the_generated_id)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = NULL;
+	evs_uuid id, before;
+
+	ck_assert_int_eq(evs_event_new_json(&ev, "t", "1", NULL, NULL), 0);
+	ck_assert_int_eq(evs_uuid_parse(&id,
+	                                "0190b6c4-8e3a-7c1d-9f00-0123456789ab",
+	                                NULL),
+	                 0);
+	before = *evs_event_id(ev);
+	ck_assert(!evs_uuid_equal(&before, &id));
+	ck_assert_int_eq(evs_event_set_id(ev, &id, &err), 0);
+	ck_assert(evs_uuid_equal(evs_event_id(ev), &id));
+	/* Copied: changing ours later does not change the event's. */
+	id.bytes[0] ^= 0xFF;
+	ck_assert(!evs_uuid_equal(evs_event_id(ev), &id));
+	ck_assert_int_eq(err.code, 0);
+	evs_event_free(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(set_id_rejects_nil_and_null)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = NULL;
+	evs_uuid nil, before, id;
+
+	memset(&nil, 0, sizeof(nil));
+	ck_assert_int_eq(evs_event_new_json(&ev, "t", "1", NULL, NULL), 0);
+	before = *evs_event_id(ev);
+	ASSERT_EINVALID(evs_event_set_id(ev, &nil, &err), err, "id");
+	ck_assert(evs_uuid_equal(evs_event_id(ev), &before));
+	ck_assert_int_eq(evs_event_set_id(ev, NULL, &err), EVS_EINVALID);
+	ck_assert(evs_uuid_equal(evs_event_id(ev), &before));
+	ck_assert_int_eq(evs_uuid_generate(&id, NULL), 0);
+	ck_assert_int_eq(evs_event_set_id(NULL, &id, &err), EVS_EINVALID);
+	ck_assert_int_eq(err.code, EVS_EINVALID);
+	/* Only all-zero is nil. */
+	nil.bytes[15] = 1;
+	ck_assert_int_eq(evs_event_set_id(ev, &nil, &err), 0);
+	evs_event_free(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(dup_is_a_deep_copy)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = NULL, *copy = not_set;
+	json_object *data, *meta;
+	char *type, *dtext, *mtext;
+	evs_uuid id;
+
+	ck_assert_int_eq(evs_event_new_json(&ev, "Z\xc3\xbcrich-type",
+	                                    "{\"amount\": [1, 2, 3]}",
+	                                    "{\"correlation_id\": \"c\"}",
+	                                    NULL),
+	                 0);
+	/* Parse the original's data first: the copy must not share it. */
+	data = evs_event_data(ev);
+	ck_assert_ptr_nonnull(data);
+	ck_assert_int_eq(evs_event_dup(&copy, ev, &err), 0);
+	ck_assert_ptr_nonnull(copy);
+	ck_assert_ptr_ne(copy, ev);
+	ck_assert_ptr_ne(evs_event_type(copy), evs_event_type(ev));
+	ck_assert_ptr_ne(evs_event_data_json(copy), evs_event_data_json(ev));
+	type = strdup(evs_event_type(ev));
+	dtext = strdup(evs_event_data_json(ev));
+	mtext = strdup(evs_event_metadata_json(ev));
+	id = *evs_event_id(ev);
+	data = json_object_get(data);
+	evs_event_free(ev);
+
+	ck_assert_str_eq(evs_event_type(copy), type);
+	ck_assert_str_eq(evs_event_data_json(copy), dtext);
+	ck_assert_str_eq(evs_event_metadata_json(copy), mtext);
+	ck_assert(evs_uuid_equal(evs_event_id(copy), &id));
+	ck_assert(json_object_equal(evs_event_data(copy), data));
+	ck_assert_ptr_ne(evs_event_data(copy), data);
+	meta = evs_event_metadata(copy);
+	ck_assert_str_eq(
+		json_object_get_string(json_object_object_get(meta,
+	                                                      "correlation_id")),
+		"c");
+	ck_assert_ptr_null(evs_event_aggregate_id(copy));
+	ck_assert_int_eq(evs_event_version(copy), EVS_NO_VERSION);
+	ck_assert_int_eq(evs_event_position(copy), 0);
+	ck_assert_int_eq(evs_event_recorded_at(copy), 0);
+	json_object_put(data);
+	free(type);
+	free(dtext);
+	free(mtext);
+	evs_event_free(copy);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(dup_keeps_the_stored_fields)
+{
+	evs_store *store = NULL;
+	evs_event *evs[2], *copy = NULL;
+	evs_event_list *list = NULL;
+	const evs_event *second;
+	int64_t position, recorded_at;
+	struct timespec ts;
+	int64_t now_us;
+	evs_uuid id;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	ck_assert_int_eq(evs_store_open_memory(&store, NULL), 0);
+	ck_assert_int_eq(evs_event_new_json(&evs[0], "a", "1", NULL, NULL), 0);
+	ck_assert_int_eq(evs_event_new_json(&evs[1], "b", "{\"x\":2}",
+	                                    "{\"m\":1}", NULL),
+	                 0);
+	id = *evs_event_id(evs[1]);
+	ck_assert_int_eq(evs_store_append(NULL, store, "order-1",
+	                                  EVS_NO_VERSION, evs, 2, NULL),
+	                 0);
+	evs_event_free(evs[0]);
+	evs_event_free(evs[1]);
+	ck_assert_int_eq(evs_store_load(&list, store, "order-1",
+	                                EVS_NO_VERSION, NULL),
+	                 0);
+	ck_assert_uint_eq(evs_event_list_count(list), 2);
+	second = evs_event_list_get(list, 1);
+	ck_assert_ptr_nonnull(second);
+	ck_assert_ptr_null(evs_event_list_get(list, 2));
+	ck_assert_int_eq(evs_event_dup(&copy, second, NULL), 0);
+	position = evs_event_position(second);
+	recorded_at = evs_event_recorded_at(second);
+	evs_event_list_free(list);
+	evs_store_free(store);
+
+	ck_assert_str_eq(evs_event_aggregate_id(copy), "order-1");
+	ck_assert_int_eq(evs_event_version(copy), 1);
+	ck_assert_int_eq(evs_event_position(copy), position);
+	ck_assert_int_gt(position, 0);
+	ck_assert_int_eq(evs_event_recorded_at(copy), recorded_at);
+	ck_assert_int_ge(recorded_at, now_us - 60 * 1000000LL);
+	ck_assert_int_le(recorded_at, now_us + 60 * 1000000LL);
+	ck_assert_str_eq(evs_event_type(copy), "b");
+	ck_assert_str_eq(evs_event_data_json(copy), "{\"x\":2}");
+	ck_assert_str_eq(evs_event_metadata_json(copy), "{\"m\":1}");
+	ck_assert(evs_uuid_equal(evs_event_id(copy), &id));
+	evs_event_free(copy);
+}
+END_TEST
+
+START_TEST(dup_rejects_null)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *copy = not_set, *ev = NULL;
+
+	ck_assert_int_eq(evs_event_dup(&copy, NULL, &err), EVS_EINVALID);
+	ck_assert_int_eq(err.code, EVS_EINVALID);
+	ck_assert_ptr_null(copy);
+	ck_assert_int_eq(evs_event_new_json(&ev, "t", "1", NULL, NULL), 0);
+	ck_assert_int_eq(evs_event_dup(NULL, ev, &err), EVS_EINVALID);
+	evs_event_free(ev);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(accessors_of_an_unstored_event)
+{
+	evs_event *ev = NULL;
+
+	ck_assert_int_eq(evs_event_new_json(&ev, "t", "{\"a\":1}", NULL, NULL),
+	                 0);
+	ck_assert_ptr_null(evs_event_aggregate_id(ev));
+	ck_assert_int_eq(evs_event_version(ev), EVS_NO_VERSION);
+	ck_assert_int_eq(evs_event_version(ev), -1);
+	ck_assert_int_eq(evs_event_position(ev), 0);
+	ck_assert_int_eq(evs_event_recorded_at(ev), 0);
+	ck_assert_ptr_null(evs_event_metadata_json(ev));
+	ck_assert_ptr_null(evs_event_metadata(ev));
+	ck_assert_ptr_nonnull(evs_event_id(ev));
+	evs_event_free(ev);
+	ck_assert_int_eq(evs_event_new(&ev, "t", NULL, NULL, NULL), 0);
+	ck_assert_ptr_null(evs_event_aggregate_id(ev));
+	ck_assert_int_eq(evs_event_version(ev), EVS_NO_VERSION);
+	ck_assert_int_eq(evs_event_position(ev), 0);
+	ck_assert_int_eq(evs_event_recorded_at(ev), 0);
+	evs_event_free(ev);
+	evs_event_free(NULL);
+}
+END_TEST
+
+START_TEST(data_accessor_is_borrowed_and_equal)
+{
+	json_object *in = json_object_new_object();
+	json_object *a, *b, *c;
+	evs_event *ev = NULL, *ev2 = NULL;
+
+	json_object_object_add(in, "list", json_object_new_array());
+	json_object_object_add(in, "s", json_object_new_string("v"));
+	ck_assert_int_eq(evs_event_new(&ev, "t", in, NULL, NULL), 0);
+	a = evs_event_data(ev);
+	b = evs_event_data(ev);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_eq(a, b);
+	ck_assert(json_object_equal(a, in));
+	/* From text as well. */
+	ck_assert_int_eq(evs_event_new_json(&ev2, "t", evs_event_data_json(ev),
+	                                    NULL, NULL),
+	                 0);
+	c = evs_event_data(ev2);
+	ck_assert_ptr_eq(evs_event_data(ev2), c);
+	ck_assert(json_object_equal(c, in));
+	/* Keeping it past the event with json_object_get(). */
+	a = json_object_get(a);
+	evs_event_free(ev);
+	ck_assert(json_object_equal(a, in));
+	json_object_put(a);
+	evs_event_free(ev2);
+	json_object_put(in);
+}
+END_TEST
+
+START_TEST(list_functions_accept_null)
+{
+	ck_assert_uint_eq(evs_event_list_count(NULL), 0);
+	ck_assert_ptr_null(evs_event_list_get(NULL, 0));
+	ck_assert_ptr_null(evs_event_list_get(NULL, 5));
+	evs_event_list_free(NULL);
+}
+END_TEST
+
+START_TEST(list_from_a_load)
+{
+	evs_store *store = NULL;
+	evs_event *evs[3];
+	evs_event_list *list = NULL;
+	size_t i;
+
+	ck_assert_int_eq(evs_store_open_memory(&store, NULL), 0);
+	for (i = 0; i < 3; i++) {
+		char text[16];
+
+		snprintf(text, sizeof(text), "%zu", i);
+		ck_assert_int_eq(evs_event_new_json(&evs[i], "t", text, NULL,
+		                                    NULL),
+		                 0);
+	}
+	ck_assert_int_eq(evs_store_append(NULL, store, "l", EVS_NO_VERSION,
+	                                  evs, 3, NULL),
+	                 0);
+	ck_assert_int_eq(evs_store_load(&list, store, "l", EVS_NO_VERSION,
+	                                NULL),
+	                 0);
+	ck_assert_uint_eq(evs_event_list_count(list), 3);
+	for (i = 0; i < 3; i++) {
+		const evs_event *e = evs_event_list_get(list, i);
+
+		ck_assert_ptr_nonnull(e);
+		ck_assert_int_eq(evs_event_version(e), (int64_t)i);
+		ck_assert(evs_uuid_equal(evs_event_id(e), evs_event_id(evs[i])));
+		ck_assert_int_eq(json_object_get_int(evs_event_data(e)), (int)i);
+		evs_event_free(evs[i]);
+	}
+	ck_assert_ptr_null(evs_event_list_get(list, 3));
+	ck_assert_ptr_null(evs_event_list_get(list, (size_t)-1));
+	evs_event_list_free(list);
+	evs_store_free(store);
+}
+END_TEST
+
+Suite *event_suite(void)
+{
+	Suite *s = suite_create("event");
+	TCase *tc;
+
+	tc = tcase_create("new");
+	tcase_add_loop_test(tc, new_accepts_any_json_value, 0, N_DATA);
+	tcase_add_test(tc, new_borrows_data_and_metadata);
+	tcase_add_test(tc, new_with_metadata_object);
+	tcase_add_test(tc, new_with_empty_metadata_object);
+	tcase_add_test(tc, new_with_data_and_metadata_the_same_object);
+	tcase_add_test(tc, new_with_metadata_inside_data);
+	tcase_add_loop_test(tc, new_rejects_metadata_that_is_not_an_object, 0,
+	                    N_NON_OBJECT);
+	tcase_add_loop_test(tc, new_rejects_bad_values_in_data, 0, 4 * N_BAD);
+	tcase_add_loop_test(tc, new_rejects_bad_values_in_metadata, 0,
+	                    2 * N_BAD);
+	tcase_add_test(tc, new_rejects_invalid_utf8_in_a_key);
+	tcase_add_test(tc, new_never_keeps_text_that_is_not_json);
+	tcase_add_test(tc, new_with_null_out);
+	tcase_add_test(tc, new_accepts_deep_nesting);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("new_json");
+	tcase_add_loop_test(tc, new_json_keeps_valid_text_verbatim, 0,
+	                    (int)N_VALID);
+	tcase_add_test(tc, new_json_keeps_metadata_verbatim);
+	tcase_add_loop_test(tc, new_json_rejects_invalid_data, 0,
+	                    (int)N_INVALID);
+	tcase_add_loop_test(tc, new_json_rejects_invalid_metadata, 0,
+	                    (int)N_INVALID);
+	tcase_add_test(tc, new_json_rejects_null_data);
+	tcase_add_loop_test(tc, new_json_rejects_metadata_that_is_not_an_object,
+	                    0, (int)N_NON_OBJECT_JSON);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("type");
+	tcase_add_loop_test(tc, type_rejected, 0, (int)N_BAD_TYPES);
+	tcase_add_test(tc, type_null_rejected);
+	tcase_add_test(tc, type_length_limit);
+	tcase_add_loop_test(tc, type_accepted_verbatim, 0, (int)N_GOOD_TYPES);
+	tcase_add_test(tc, type_multibyte_at_the_limit);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("uuid");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, generated_uuids_are_distinct_v7);
+	tcase_add_test(tc, event_ids_are_distinct_v7);
+	tcase_add_test(tc, uuids_are_time_ordered_across_milliseconds);
+	tcase_add_test(tc, uuid_parse_format_round_trip);
+	tcase_add_test(tc, uuid_parse_accepts_upper_case);
+	tcase_add_loop_test(tc, uuid_parse_rejects_bad_forms, 0,
+	                    (int)N_BAD_UUIDS);
+	tcase_add_test(tc, uuid_parse_rejects_null);
+	tcase_add_test(tc, uuid_parse_success_clears_the_record);
+	tcase_add_test(tc, uuid_parse_message_is_one_line);
+	tcase_add_test(tc, uuid_equal);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("access");
+	tcase_add_test(tc, set_id_replaces_the_generated_id);
+	tcase_add_test(tc, set_id_rejects_nil_and_null);
+	tcase_add_test(tc, dup_is_a_deep_copy);
+	tcase_add_test(tc, dup_keeps_the_stored_fields);
+	tcase_add_test(tc, dup_rejects_null);
+	tcase_add_test(tc, accessors_of_an_unstored_event);
+	tcase_add_test(tc, data_accessor_is_borrowed_and_equal);
+	tcase_add_test(tc, list_functions_accept_null);
+	tcase_add_test(tc, list_from_a_load);
+	suite_add_tcase(s, tc);
+	return s;
+}
