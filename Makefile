@@ -221,14 +221,15 @@ check-install: all
 	@rm -rf $(STAGE)
 	@echo "check-install: install, pkg-config consumer, uninstall: ok"
 
-# check-unit again, built in build-asan/ with ASan and UBSan.
+# check-unit and check-integration again, built in build-asan/ with ASan
+# and UBSan.
 asan: deps
 	@ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
 	 UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1} \
 	 CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-4} \
 	 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    check-unit
+	    check-unit check-integration
 
 # The unit runner under memcheck; CK_FORK=no keeps the tests in one process.
 valgrind: deps

@@ -16,6 +16,14 @@ int evs__check_name(const char *what, const char *value, evs_error *err);
  * points past U+10FFFF), else 0. */
 int evs__utf8_valid(const char *s, size_t len);
 
+/* Deepest nesting of arrays and objects accepted in event JSON. */
+#define EVS_JSON_MAX_DEPTH 256
+
+/* Checks that text[0..len) is one JSON value (RFC 8259, strictly) that
+ * jsonb can store. Returns 0, or -1 with the byte offset and reason. */
+int evs__json_check(const char *text, size_t len, size_t *where,
+                    const char **why);
+
 /* Resets err to "no error" (freeing what an earlier call left). */
 void evs__error_reset(evs_error *err);
 

@@ -6,8 +6,9 @@
 
 #include "event_int.h"
 
-/* json-c's default nesting limit is 32; real payloads go deeper. */
-#define JSON_MAX_DEPTH 256
+/* json-c's default nesting limit is 32; real payloads go deeper. One more
+ * than ours, so that json-c never refuses what evs__json_check() took. */
+#define JSON_MAX_DEPTH (EVS_JSON_MAX_DEPTH + 1)
 
 static evs_event *event_alloc(const char *type, size_t type_len,
                               const char *data, size_t data_len,
@@ -103,6 +104,7 @@ static int serialize(const char **text, size_t *len, const char *what,
                      json_object *v, evs_error *err)
 {
 	const char *why = NULL;
+	size_t where;
 
 	if (check_tree(v, 0, &why) < 0)
 		return evs_error_set(err, EVS_EINVALID, NULL, "%s %s", what,
@@ -116,6 +118,11 @@ static int serialize(const char **text, size_t *len, const char *what,
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s holds a string that is not valid UTF-8",
 		                     what);
+	/* A value with a custom serializer prints what it likes. */
+	if (evs__json_check(*text, *len, &where, &why) < 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s does not print as valid JSON: %s at "
+		                     "byte %zu", what, why, where);
 	return 0;
 }
 
@@ -237,26 +244,20 @@ static int parse_strict(json_object **out, const char *what,
 	if (len > (size_t)INT32_MAX - 16)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s is larger than 2 GB", what);
-	v = parse_text(text, len, 1, &jerr, &end);
-	if (end == SIZE_MAX)
-		return evs__error_nomem(err);
-	if (jerr != json_tokener_success || end < len) {
-		json_object_put(v);
+	if (evs__json_check(text, len, &end, &why) < 0)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s is not valid JSON: %s at byte %zu", what,
-		                     jerr != json_tokener_success
-		                             ? json_tokener_error_desc(jerr)
-		                             : "unexpected text after the value",
-		                     end);
-	}
-	/* Valid: read it again where json-c would clamp a number. */
+		                     why, end);
+	/* Valid. json-c would clamp integers past 64 bits: widen them. */
 	wide = widen_big_integers(text, len, &wide_len);
-	if (wide != NULL) {
+	v = wide ? parse_text(wide, wide_len, 1, &jerr, &end)
+	         : parse_text(text, len, 1, &jerr, &end);
+	free(wide);
+	if (jerr != json_tokener_success) {
+		/* Our check passed, so json-c can only have run out of
+		 * memory. */
 		json_object_put(v);
-		v = parse_text(wide, wide_len, 1, &jerr, &end);
-		free(wide);
-		if (jerr != json_tokener_success)
-			return evs__error_nomem(err);
+		return evs__error_nomem(err);
 	}
 	if (check_tree(v, 0, &why) < 0) {
 		json_object_put(v);
@@ -346,8 +347,15 @@ int evs_event_new_json(evs_event **out, const char *type,
 		return rc;
 	if (metadata_json != NULL) {
 		if ((rc = parse_strict(&meta, "metadata", metadata_json,
-		                       err)) < 0 ||
-		    (rc = check_metadata_type(meta, err)) < 0)
+		                       err)) < 0)
+			goto fail;
+		if (meta == NULL) {
+			rc = evs_error_set(err, EVS_EINVALID, NULL,
+			                   "metadata must be a JSON object, not "
+			                   "null (pass NULL for none)");
+			goto fail;
+		}
+		if ((rc = check_metadata_type(meta, err)) < 0)
 			goto fail;
 	}
 	ev = event_alloc(type, strlen(type), data_json, strlen(data_json),
@@ -410,11 +418,12 @@ int evs_event_dup(evs_event **out, const evs_event *ev, evs_error *err)
 	evs_event *copy;
 
 	evs__error_reset(err);
+	if (out != NULL)
+		*out = NULL;
 	if (out == NULL || ev == NULL)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s must not be NULL",
 		                     out == NULL ? "out" : "event");
-	*out = NULL;
 	copy = event_alloc(ev->type, strlen(ev->type), ev->data, ev->data_len,
 	                   ev->metadata, ev->metadata_len, ev->aggregate_id,
 	                   ev->aggregate_id ? strlen(ev->aggregate_id) : 0);

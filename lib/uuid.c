@@ -53,7 +53,9 @@ int evs_uuid_parse(evs_uuid *out, const char *text, evs_error *err)
 {
 	evs_uuid id;
 	size_t i, j = 0;
+	char shown[41];
 
+	evs__error_reset(err);
 	if (out == NULL || text == NULL)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s must not be NULL",
@@ -78,9 +80,13 @@ int evs_uuid_parse(evs_uuid *out, const char *text, evs_error *err)
 	*out = id;
 	return 0;
 bad:
+	/* Quote at most 40 bytes, printable ASCII only: one clean line. */
+	for (i = 0; i < 40 && text[i] != '\0'; i++)
+		shown[i] = text[i] >= 0x20 && text[i] < 0x7F ? text[i] : '?';
+	shown[i] = '\0';
 	return evs_error_set(err, EVS_EINVALID, NULL,
-	                     "\"%.40s\" is not a UUID "
-	                     "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", text);
+	                     "\"%s\" is not a UUID "
+	                     "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", shown);
 }
 
 void evs_uuid_format(char *out, const evs_uuid *id)

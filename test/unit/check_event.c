@@ -516,6 +516,69 @@ START_TEST(new_accepts_deep_nesting)
 }
 END_TEST
 
+/* Whatever nesting limit the library has, both constructors agree on it,
+ * an accepted event reads back (json-c's own limit must not be lower),
+ * and a very deep value is refused, not a stack overflow. */
+START_TEST(nesting_limit_is_consistent)
+{
+	static const int depths[] = {255, 256, 257, 258, 300, 1000, 100000};
+	int k;
+
+	for (k = 0; k < (int)(sizeof(depths) / sizeof(depths[0])); k++) {
+		int depth = depths[k], i, rc_obj, rc_text;
+		char *text = malloc(2 * (size_t)depth + 2);
+		json_object *v = json_object_new_int(1);
+		evs_error err = EVS_ERROR_INIT;
+		evs_event *ev = NULL;
+
+		ck_assert_ptr_nonnull(text);
+		for (i = 0; i < depth; i++) {
+			json_object *a = json_object_new_array();
+
+			json_object_array_add(a, v);
+			v = a;
+			text[i] = '[';
+			text[depth + 1 + i] = ']';
+		}
+		text[depth] = '1';
+		text[2 * depth + 1] = '\0';
+		rc_text = evs_event_new_json(&ev, "t", text, NULL, &err);
+		if (rc_text == 0) {
+			ck_assert_ptr_nonnull(evs_event_data(ev));
+			ck_assert(json_object_equal(evs_event_data(ev), v));
+			evs_event_free(ev);
+		} else {
+			ASSERT_EINVALID(rc_text, err, "data");
+		}
+		if (depth <= 1000) {
+			rc_obj = evs_event_new(&ev, "t", v, NULL, &err);
+			ck_assert_msg(rc_obj == rc_text,
+			              "depth %d: evs_event_new gives %d, "
+			              "evs_event_new_json %d", depth, rc_obj,
+			              rc_text);
+			if (rc_obj == 0) {
+				ck_assert(json_object_equal(evs_event_data(ev),
+				                            v));
+				evs_event_free(ev);
+			}
+		} else {
+			ck_assert_int_eq(rc_text, EVS_EINVALID);
+		}
+		/* json-c frees recursively too: unwind it by hand. */
+		while (json_object_is_type(v, json_type_array)) {
+			json_object *inner =
+				json_object_get(json_object_array_get_idx(v, 0));
+
+			json_object_put(v);
+			v = inner;
+		}
+		json_object_put(v);
+		free(text);
+		evs_error_clear(&err);
+	}
+}
+END_TEST
+
 /* ---- evs_event_new_json ---- */
 
 static const char *const valid_json[] = {
@@ -536,7 +599,8 @@ static const char *const valid_json[] = {
 	"\"Z\xc3\xbcrich \xe6\x9d\xb1\xe4\xba\xac \xf0\x9f\x9a\x80\"",
 	"\"\\u00e9\\n\\\"\\\\\\/\\t\\uD834\\uDD1E\"",
 	"{\"a\":{\"b\":{\"c\":[[],{}]}},\"d\":\"\x7f\"}",
-	"12345678901234567890123",
+	"18446744073709551615",
+	"-9223372036854775808",
 	"{\"a\":1,\"a\":2}",
 };
 #define N_VALID (sizeof(valid_json) / sizeof(valid_json[0]))
@@ -560,6 +624,54 @@ START_TEST(new_json_keeps_valid_text_verbatim)
 	json_object_put(expect);
 	evs_event_free(ev);
 	evs_error_clear(&err);
+}
+END_TEST
+
+/* json-c clamps integer literals past 64 bits to the nearest 64-bit value;
+ * the event must give the number written (as a double), not a clamp. */
+START_TEST(new_json_big_integers_are_not_clamped)
+{
+	static const struct {
+		const char *text;
+		double value;
+	} cases[] = {
+		{"12345678901234567890123", 12345678901234567890123.0},
+		{"-12345678901234567890123", -12345678901234567890123.0},
+		{"100000000000000000000", 1e20},
+		{"-9223372036854775809", -9223372036854775809.0},
+		{"18446744073709551616", 18446744073709551616.0},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[128];
+		evs_event *ev = NULL;
+		json_object *v, *item;
+
+		ck_assert_int_eq(evs_event_new_json(&ev, "t", cases[i].text,
+		                                    NULL, NULL),
+		                 0);
+		ck_assert_str_eq(evs_event_data_json(ev), cases[i].text);
+		v = evs_event_data(ev);
+		ck_assert_msg(json_object_is_type(v, json_type_double),
+		              "%s reads as %s", cases[i].text,
+		              json_type_to_name(json_object_get_type(v)));
+		ck_assert_msg(json_object_get_double(v) == cases[i].value,
+		              "%s reads as %s", cases[i].text,
+		              json_object_to_json_string(v));
+		evs_event_free(ev);
+		/* Inside an array, next to a string that looks like one. */
+		snprintf(text, sizeof(text), "[\"%s\", %s]", cases[i].text,
+		         cases[i].text);
+		ck_assert_int_eq(evs_event_new_json(&ev, "t", text, NULL, NULL),
+		                 0);
+		ck_assert_str_eq(evs_event_data_json(ev), text);
+		item = json_object_array_get_idx(evs_event_data(ev), 0);
+		ck_assert_str_eq(json_object_get_string(item), cases[i].text);
+		item = json_object_array_get_idx(evs_event_data(ev), 1);
+		ck_assert(json_object_get_double(item) == cases[i].value);
+		evs_event_free(ev);
+	}
 }
 END_TEST
 
@@ -618,6 +730,11 @@ static const char *const invalid_json[] = {
 	"\"\\x\"",       /* bad escape */
 	"\"\\u12\"",
 	"\"\\u0000\"",   /* NUL: jsonb cannot hold it */
+	"{\"a\\u0000b\":1}", /* in a key, too */
+	"\"\\ud800\"",   /* unpaired surrogate escapes: jsonb refuses */
+	"\"\\udd1e\"",
+	"\"\\ud800\\u0041\"",
+	"[\"\\ud800x\"]",
 	"\"\xff\"",      /* invalid UTF-8 */
 	"\"\xc3\x28\"",
 	"{\"\xed\xa0\x80\":1}",
@@ -1401,12 +1518,14 @@ Suite *event_suite(void)
 	tcase_add_test(tc, new_never_keeps_text_that_is_not_json);
 	tcase_add_test(tc, new_with_null_out);
 	tcase_add_test(tc, new_accepts_deep_nesting);
+	tcase_add_test(tc, nesting_limit_is_consistent);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("new_json");
 	tcase_add_loop_test(tc, new_json_keeps_valid_text_verbatim, 0,
 	                    (int)N_VALID);
 	tcase_add_test(tc, new_json_keeps_metadata_verbatim);
+	tcase_add_test(tc, new_json_big_integers_are_not_clamped);
 	tcase_add_loop_test(tc, new_json_rejects_invalid_data, 0,
 	                    (int)N_INVALID);
 	tcase_add_loop_test(tc, new_json_rejects_invalid_metadata, 0,
