@@ -71,7 +71,7 @@ CHECKS = check-unit check-integration check-headers check-exports \
 
 .PHONY: all check check-unit check-integration check-headers check-exports check-install \
         deps need-pkgs need-check asan valgrind examples demo install \
-        uninstall clean help FORCE
+        uninstall clean help bench FORCE
 
 all: $(BUILD)/$(REALNAME) $(BUILD)/$(SONAME) $(BUILD)/libevstore.so \
      $(BUILD)/libevstore.a $(BUILD)/evstore.pc
@@ -254,6 +254,20 @@ demo:
 	@$(MAKE) --no-print-directory $(BUILD)/examples/bank_account
 	$(BUILD)/examples/bank_account
 
+# ---- benchmarks --------------------------------------------------------
+
+# bench/evs-bench beside pgbench on one throwaway server (bench/run.sh);
+# BENCH_QUICK=1 for a short run. Results: stdout and bench/RESULTS.md.
+$(BUILD)/bench/evs-bench: bench/evs-bench.c $(BUILD)/libevstore.a | need-pkgs
+	@mkdir -p $(@D)
+	$(CC) $(EX_CFLAGS) -MMD -MP -MF $@.d $(LDFLAGS) -o $@ $< \
+	    $(BUILD)/libevstore.a $(DEPS_LIBS) -pthread -lm
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench/evs-bench
+	EVS_PG_SETTINGS="-c shared_buffers=256MB $${EVS_PG_SETTINGS:-}" \
+	    sh scripts/with-pg.sh sh bench/run.sh $(BUILD)/bench/evs-bench
+
 # ---- install -----------------------------------------------------------
 
 install: all
@@ -279,11 +293,14 @@ help:
 	@echo "make              library: $(BUILD)/$(REALNAME), .a, evstore.pc"
 	@echo "make check        deps, then: $(CHECKS)"
 	@echo "make check-unit   Check unit + contract suites (memory backend)"
-	@echo "make asan         check-unit with ASan+UBSan (build-asan/)"
+	@echo "make check-integration  PostgreSQL suites (throwaway server)"
+	@echo "make asan         unit + integration with ASan+UBSan (build-asan/)"
 	@echo "make valgrind     unit runner under valgrind (CK_FORK=no)"
 	@echo "make demo         build and run examples/bank_account"
 	@echo "make deps         install missing Debian packages (root)"
+	@echo "make bench        benchmarks beside pgbench (BENCH_QUICK=1: short)"
 	@echo "make install      PREFIX=$(PREFIX) LIBDIR INCLUDEDIR DESTDIR"
 	@echo "make uninstall    same variables"
 
--include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(EXAMPLES:=.d)
+-include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(INTEG_OBJS:.o=.d) \
+         $(EXAMPLES:=.d)

@@ -131,7 +131,7 @@ static int serialize(const char **text, size_t *len, const char *what,
  * (1e20 as 100000000000000000000), so such literals do come back from a
  * store. Returns a copy of text in which each of them gets a ".0", so
  * that json-c reads it as the double it is; NULL (and *out_len 0) when
- * there is none, or when memory ran out. */
+ * there is none; NULL and *out_len SIZE_MAX when memory ran out. */
 static char *widen_big_integers(const char *text, size_t len, size_t *out_len)
 {
 	static const char pos_max[] = "18446744073709551615";
@@ -195,8 +195,10 @@ copy:
 			if (big == 0)
 				return NULL;
 			copy = malloc(len + 2 * big + 1);
-			if (copy == NULL)
+			if (copy == NULL) {
+				*out_len = SIZE_MAX;
 				return NULL;
+			}
 		}
 	}
 	copy[o] = '\0';
@@ -250,6 +252,8 @@ static int parse_strict(json_object **out, const char *what,
 		                     why, end);
 	/* Valid. json-c would clamp integers past 64 bits: widen them. */
 	wide = widen_big_integers(text, len, &wide_len);
+	if (wide_len == SIZE_MAX)
+		return evs__error_nomem(err);
 	v = wide ? parse_text(wide, wide_len, 1, &jerr, &end)
 	         : parse_text(text, len, 1, &jerr, &end);
 	free(wide);
@@ -479,6 +483,8 @@ static json_object *lazy_parse(_Atomic(json_object *) *slot,
 	if (cur != NULL || text == NULL || len > (size_t)INT32_MAX - 16)
 		return cur;
 	wide = widen_big_integers(text, len, &wide_len);
+	if (wide_len == SIZE_MAX)
+		return NULL; /* out of memory, as documented */
 	cur = wide ? parse_text(wide, wide_len, 0, &jerr, &end)
 	           : parse_text(text, len, 0, &jerr, &end);
 	free(wide);

@@ -16,7 +16,7 @@ int evs_uuid_generate(evs_uuid *out, evs_error *err)
 	size_t got = 0;
 
 	while (got < 8) {
-		ssize_t r = getrandom(b + 8, 8 - got, 0);
+		ssize_t r = getrandom(b + 8 + got, 8 - got, 0);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;

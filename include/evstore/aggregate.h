@@ -28,6 +28,7 @@ typedef struct evs_aggregate_type {
 	 * @param[out] state_out  the state (NULL is a valid state)
 	 * @param aggregate_id    borrowed for the call
 	 * @param payload         the type's payload field
+	 * @param err             never NULL
 	 * @return 0, or a negative code (filling err)
 	 */
 	int (*create)(void **state_out, const char *aggregate_id,
@@ -40,6 +41,7 @@ typedef struct evs_aggregate_type {
 	 * state unchanged.
 	 * @param state  the state create() made
 	 * @param event  borrowed for the call
+	 * @param err    never NULL
 	 * @return 0, or a negative code (filling err, e.g. with EVS_EINVALID
 	 *         for an unknown event type)
 	 */
@@ -70,7 +72,9 @@ typedef struct evs_aggregate evs_aggregate;
  * @param aggregate_id  copied: 1 to 255 bytes of UTF-8, no control
  *                      characters
  * @param err           may be NULL; filled on failure
- * @return 0, EVS_EINVALID, EVS_ENOMEM, or what type->create returned
+ * @return 0, EVS_EINVALID (bad id, NULL or incomplete type),
+ *         EVS_EUNSUPPORTED (type version), EVS_ENOMEM, or what
+ *         type->create returned
  */
 EVS_EXTERN(int) evs_aggregate_new(evs_aggregate **out,
                                   const evs_aggregate_type *type,
@@ -99,7 +103,8 @@ evs_aggregate_type_of(const evs_aggregate *agg);
  * Raises a new event: applies it to the state and, when that succeeds,
  * queues it for the next save.
  * @param event  taken, even on failure
- * @return 0, EVS_EINVALID, or what type->apply returned (then nothing is
+ * @return 0, EVS_EINVALID (NULL argument, or an event id already queued),
+ *         EVS_ENOMEM, or what type->apply returned (then nothing is
  *         queued)
  */
 EVS_EXTERN(int) evs_aggregate_raise(evs_aggregate *agg, evs_event *event,
@@ -119,9 +124,10 @@ EVS_EXTERN(int) evs_aggregate_raise_new(evs_aggregate *agg, const char *type,
  * Applies an already stored event (one read from a store): the state
  * changes and the version becomes the event's version, which must be the
  * next one (current version + 1).
- * @param event  borrowed for the call
- * @return 0, EVS_EINVALID (not the next version, or events are queued),
- *         or what type->apply returned
+ * @param event  borrowed for the call; stored in this aggregate's stream
+ * @return 0, EVS_EINVALID (an event never stored or of another aggregate,
+ *         not the next version, or events are queued), or what
+ *         type->apply returned
  */
 EVS_EXTERN(int) evs_aggregate_apply_stored(evs_aggregate *agg,
                                            const evs_event *event,

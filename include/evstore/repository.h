@@ -22,7 +22,7 @@ typedef struct evs_repo evs_repo;
  * @param[out] out  yours: free with evs_repo_free(); NULL on failure
  * @param store     borrowed: must outlive the repository
  * @param type      borrowed: must outlive the repository
- * @return 0, EVS_EINVALID, or EVS_ENOMEM
+ * @return 0, EVS_EINVALID, EVS_EUNSUPPORTED (type version), or EVS_ENOMEM
  */
 EVS_EXTERN(int) evs_repo_new(evs_repo **out, evs_store *store,
                              const evs_aggregate_type *type, evs_error *err);
@@ -58,7 +58,7 @@ EVS_EXTERN(int) evs_repo_save(evs_repo *repo, evs_aggregate *agg,
  * and raise the events that the command produces (or none).
  * @param agg      borrowed: freshly loaded for this attempt
  * @param payload  what was passed to evs_repo_update()
- * @param err      fill it when returning a negative code
+ * @param err      never NULL; fill it when returning a negative code
  * @return 0 to save what was raised; any other value stops without saving
  *         and evs_repo_update() returns it (a domain rule that refuses the
  *         command returns a positive value of its own, for example)
@@ -82,7 +82,8 @@ typedef int (*evs_decide_cb)(evs_aggregate *agg, void *payload,
  * @param max_attempts  1 or more
  * @return 0, the decide callback's non-zero value, EVS_ECONFLICT (still
  *         conflicting after max_attempts; err has the last one's details),
- *         EVS_ENOTFOUND, EVS_EINVALID, or a store error
+ *         EVS_ENOTFOUND, EVS_EDUPLICATE, EVS_EINVALID, what the type's
+ *         create or apply returned, or a store error
  */
 EVS_EXTERN(int) evs_repo_update(evs_aggregate **out, evs_repo *repo,
                                 const char *aggregate_id, unsigned int flags,
