@@ -437,6 +437,7 @@ int evs_event_dup(evs_event **out, const evs_event *ev, evs_error *err)
 	copy->version = ev->version;
 	copy->position = ev->position;
 	copy->recorded_at = ev->recorded_at;
+	copy->commit = ev->commit;
 	*out = copy;
 	return 0;
 }
@@ -529,6 +530,17 @@ int64_t evs_event_position(const evs_event *ev)
 int64_t evs_event_recorded_at(const evs_event *ev)
 {
 	return ev->recorded_at;
+}
+
+void evs_event_checkpoint(evs_position *out, const evs_event *ev)
+{
+	out->commit = ev->commit;
+	out->global = ev->position;
+}
+
+void evs_event_set_checkpoint(evs_event *ev, uint64_t commit)
+{
+	ev->commit = commit;
 }
 
 int evs__event_list_new(evs_event_list **out, evs_error *err)

@@ -17,6 +17,7 @@ struct evs_event {
 	int64_t version;        /* EVS_NO_VERSION until stored */
 	int64_t position;
 	int64_t recorded_at;
+	uint64_t commit;        /* writing transaction; 0 until read_all */
 	/* Parsed on first use; set once with a compare-and-swap so that
 	 * readers on several threads agree on one object. */
 	_Atomic(json_object *) data_obj;

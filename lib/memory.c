@@ -26,6 +26,11 @@ typedef struct mem_backend {
 	mem_stream **table; /* open addressing; capacity is a power of two */
 	size_t table_cap, n_streams;
 	int64_t last_position;
+	uint64_t last_commit; /* one per append that stored events */
+	/* Every stored event in global order (borrowed from the streams):
+	 * appends hold the lock, so this is commit order too. */
+	evs_event **log;
+	size_t log_count, log_cap;
 } mem_backend;
 
 static uint64_t hash_str(const char *s)
@@ -252,6 +257,18 @@ static int mem_append(int64_t *version_out, evs_backend *be,
 	}
 	if (stream_reserve(s, n) < 0)
 		goto nomem;
+	if (mb->log_count + n > mb->log_cap) {
+		size_t cap = mb->log_cap ? mb->log_cap : 1024;
+		evs_event **log;
+
+		while (cap < mb->log_count + n)
+			cap *= 2;
+		log = realloc(mb->log, cap * sizeof(*log));
+		if (log == NULL)
+			goto nomem;
+		mb->log = log;
+		mb->log_cap = cap;
+	}
 	built = malloc(n * sizeof(*built));
 	if (built == NULL)
 		goto nomem;
@@ -267,6 +284,7 @@ static int mem_append(int64_t *version_out, evs_backend *be,
 		                         mb->last_position + 1 + (int64_t)made,
 		                         now, NULL) < 0)
 			goto nomem;
+		evs_event_set_checkpoint(built[made], mb->last_commit + 1);
 	}
 	/* Commit: nothing below can fail. */
 	if (fresh != NULL) {
@@ -277,8 +295,10 @@ static int mem_append(int64_t *version_out, evs_backend *be,
 	for (i = 0; i < n; i++) {
 		s->events[s->count++] = built[i];
 		ids_put(s->ids, s->ids_cap, &built[i]->id, built[i]->version);
+		mb->log[mb->log_count++] = built[i];
 	}
 	mb->last_position += (int64_t)n;
+	mb->last_commit++;
 	*version_out = (int64_t)s->count - 1;
 	rc = 0;
 	goto done;
@@ -344,6 +364,69 @@ drop_from:
 	return rc;
 }
 
+/* Index of the first logged event after position `after`. */
+static size_t log_after(const mem_backend *mb, int64_t after)
+{
+	size_t lo = 0, hi = mb->log_count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (mb->log[mid]->position <= after)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int mem_read_all(evs_backend *be, const evs_position *after,
+                        size_t max_events, evs_backend_event_cb cb,
+                        void *payload, evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	evs_event *chunk[READ_CHUNK];
+	int64_t last = after->global;
+	size_t left = max_events ? max_events : SIZE_MAX, n, i, next, end;
+	int rc = 0, first = 1;
+
+	/* Positions follow commit order here, so the global position alone
+	 * places a checkpoint. */
+	end = 0;
+	while (left > 0) {
+		n = 0;
+		pthread_mutex_lock(&mb->lock);
+		if (first)
+			end = mb->log_count;
+		first = 0;
+		for (next = log_after(mb, last); next < end && n < READ_CHUNK &&
+		                                 n < left; next++) {
+			if (evs_event_dup(&chunk[n], mb->log[next], NULL) < 0)
+				break;
+			n++;
+		}
+		pthread_mutex_unlock(&mb->lock);
+		if (next < end && n < READ_CHUNK && n < left) {
+			for (i = 0; i < n; i++)
+				evs_event_free(chunk[i]);
+			return evs__error_nomem(err);
+		}
+		if (n == 0)
+			return 0;
+		left -= n;
+		last = chunk[n - 1]->position;
+		for (i = 0; i < n; i++) {
+			rc = cb(chunk[i], payload);
+			if (rc != 0) {
+				for (i++; i < n; i++)
+					evs_event_free(chunk[i]);
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
 static int mem_head(int64_t *out, evs_backend *be, const char *id,
                     evs_error *err)
 {
@@ -368,6 +451,7 @@ static void mem_free(evs_backend *be)
 	for (i = 0; i < mb->table_cap; i++)
 		stream_free(mb->table[i]);
 	free(mb->table);
+	free(mb->log);
 	pthread_mutex_destroy(&mb->lock);
 	free(mb);
 }
@@ -394,6 +478,7 @@ int evs_backend_memory_new(evs_backend **out, evs_error *err)
 	mb->base.read = mem_read;
 	mb->base.head = mem_head;
 	mb->base.free = mem_free;
+	mb->base.read_all = mem_read_all;
 	*out = &mb->base;
 	return 0;
 }

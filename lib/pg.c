@@ -165,15 +165,27 @@ static char *build_setup_sql(const char *schema, unsigned int stmt_ms,
 			"%s.append_events($1, $2, $3, $4, $5, $6);"
 			"PREPARE evs_read(text, int8, int8, int8) AS SELECT "
 			"version, global_position, event_id, type, data, metadata, "
-			"(extract(epoch FROM recorded_at) * 1000000)::int8 "
+			"(extract(epoch FROM recorded_at) * 1000000)::int8, "
+			"transaction_id, stream_id "
 			"FROM %s.events WHERE stream_id = $1 AND version > $2 "
 			"AND version <= $3 ORDER BY version LIMIT $4;"
+			/* Only rows of ended transactions, in commit-id order:
+			 * a reader resuming after its checkpoint never skips a
+			 * transaction that commits late. */
+			"PREPARE evs_read_all(xid8, int8, int8) AS SELECT "
+			"version, global_position, event_id, type, data, metadata, "
+			"(extract(epoch FROM recorded_at) * 1000000)::int8, "
+			"transaction_id, stream_id "
+			"FROM %s.events WHERE (transaction_id, global_position) > "
+			"($1, $2) AND transaction_id < "
+			"pg_snapshot_xmin(pg_current_snapshot()) "
+			"ORDER BY transaction_id, global_position LIMIT $3;"
 			"PREPARE evs_head(text) AS SELECT version FROM %s.streams "
 			"WHERE stream_id = $1;"
 			"PREPARE evs_find_ids(text, uuid[]) AS SELECT event_id, "
 			"version FROM %s.events WHERE stream_id = $1 AND "
 			"event_id = ANY ($2) ORDER BY version LIMIT 1;",
-			q, q, q, q);
+			q, q, q, q, q);
 	free(q);
 	if (bad) {
 		free(b.p);
@@ -479,22 +491,28 @@ out:
 
 /* ---- read -------------------------------------------------------------- */
 
+/* Builds an event from a row of evs_read or evs_read_all. */
 static int parse_row(evs_event **out, const PGresult *res, int row,
-                     const char *id, evs_error *err)
+                     evs_error *err)
 {
 	evs_uuid uuid;
+	int rc;
 
 	if (evs_uuid_parse(&uuid, PQgetvalue(res, row, 2), NULL) < 0)
 		return evs_error_set(err, EVS_EDB, NULL,
 		                     "the server sent a malformed event id");
-	return evs_event_new_stored(
+	rc = evs_event_new_stored(
 		out, &uuid, PQgetvalue(res, row, 3), PQgetvalue(res, row, 4),
 		(size_t)PQgetlength(res, row, 4),
 		PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5),
-		(size_t)PQgetlength(res, row, 5), id,
+		(size_t)PQgetlength(res, row, 5), PQgetvalue(res, row, 8),
 		strtoll(PQgetvalue(res, row, 0), NULL, 10),
 		strtoll(PQgetvalue(res, row, 1), NULL, 10),
 		strtoll(PQgetvalue(res, row, 6), NULL, 10), err);
+	if (rc == 0)
+		evs_event_set_checkpoint(
+			*out, strtoull(PQgetvalue(res, row, 7), NULL, 10));
+	return rc;
 }
 
 static int pg_read(evs_backend *be, const char *id, int64_t after,
@@ -552,7 +570,7 @@ static int pg_read(evs_backend *be, const char *id, int64_t after,
 
 			bytes += (size_t)PQgetlength(res, i, 4) +
 			         (size_t)PQgetlength(res, i, 5);
-			rc = parse_row(&ev, res, i, id, err);
+			rc = parse_row(&ev, res, i, err);
 			if (rc == 0) {
 				after = ev->version;
 				rc = cb(ev, payload);
@@ -570,6 +588,68 @@ static int pg_read(evs_backend *be, const char *id, int64_t after,
 		if (rows < PAGE_MIN_ROWS)
 			rows = PAGE_MIN_ROWS;
 	}
+}
+
+static int pg_read_all(evs_backend *be, const evs_position *after,
+                       size_t max_events, evs_backend_event_cb cb,
+                       void *payload, evs_error *err)
+{
+	pg_backend *pb = (pg_backend *)be;
+	evs_position at = *after;
+	size_t left = max_events ? max_events : SIZE_MAX;
+	int64_t rows = PAGE_ROWS;
+
+	while (left > 0) {
+		char commit_text[24], global_text[24], limit_text[24];
+		const char *params[3] = {commit_text, global_text, limit_text};
+		int64_t want = (size_t)rows < left ? rows : (int64_t)left;
+		size_t bytes = 0;
+		PGresult *res;
+		PGconn *conn;
+		int slot, n, i, rc = 0;
+
+		if ((slot = acquire(pb, err)) < 0)
+			return slot;
+		conn = pb->slots[slot].conn;
+		snprintf(commit_text, sizeof(commit_text), "%llu",
+		         (unsigned long long)at.commit);
+		snprintf(global_text, sizeof(global_text), "%lld",
+		         (long long)at.global);
+		snprintf(limit_text, sizeof(limit_text), "%lld",
+		         (long long)want);
+		res = PQexecPrepared(conn, "evs_read_all", 3, params, NULL,
+		                     NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			rc = evs__pg_error(err, conn, res,
+			                   "could not read all events");
+			PQclear(res);
+			release(pb, slot);
+			return rc;
+		}
+		release(pb, slot);
+		n = PQntuples(res);
+		for (i = 0; i < n && rc == 0; i++) {
+			evs_event *ev;
+
+			bytes += (size_t)PQgetlength(res, i, 4) +
+			         (size_t)PQgetlength(res, i, 5);
+			rc = parse_row(&ev, res, i, err);
+			if (rc == 0) {
+				evs_event_checkpoint(&at, ev);
+				rc = cb(ev, payload);
+			}
+		}
+		PQclear(res);
+		if (rc != 0 || n < want)
+			return rc;
+		left -= (size_t)n;
+		rows = (int64_t)(PAGE_TARGET_BYTES / (bytes / (size_t)n + 1));
+		if (rows > PAGE_ROWS)
+			rows = PAGE_ROWS;
+		if (rows < PAGE_MIN_ROWS)
+			rows = PAGE_MIN_ROWS;
+	}
+	return 0;
 }
 
 static int pg_head(int64_t *out, evs_backend *be, const char *id,
@@ -714,6 +794,7 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->base.read = pg_read;
 	pb->base.head = pg_head;
 	pb->base.free = pg_free;
+	pb->base.read_all = pg_read_all;
 	pb->pool_size = o.pool_size;
 	pb->pool_timeout_ms = o.pool_timeout_ms;
 	pb->conninfo = strdup(conninfo ? conninfo : "");

@@ -283,3 +283,32 @@ int evs_store_current_version(int64_t *version_out, evs_store *store,
 		*version_out = version;
 	return rc;
 }
+
+int evs_store_read_all(evs_store *store, const evs_position *after,
+                       size_t max_events, evs_event_cb cb, void *payload,
+                       evs_error *err)
+{
+	static const evs_position start = EVS_POSITION_START;
+	foreach_ctx ctx;
+	int rc;
+
+	evs__error_reset(err);
+	if ((rc = check_store(store, err)) < 0)
+		return rc;
+	if (cb == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "cb must not be NULL");
+	if (after != NULL && after->global < 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "after->global %lld is below 0",
+		                     (long long)after->global);
+	/* A version-1 vtable ends before the read_all slot. */
+	if (store->be->version < 2 || store->be->read_all == NULL)
+		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                     "this store's backend cannot read all "
+		                     "streams");
+	ctx.cb = cb;
+	ctx.payload = payload;
+	return store->be->read_all(store->be, after ? after : &start,
+	                           max_events, forward, &ctx, err);
+}

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /** The vtable version this header describes. */
-#define EVS_BACKEND_VERSION 1
+#define EVS_BACKEND_VERSION 2
 
 /**
  * Receives one event from a backend's read slot.
@@ -73,11 +73,26 @@ struct evs_backend {
 	/** Required. Frees everything, @p be itself included. */
 	void (*free)(evs_backend *be);
 
-	/* ---- version 2 and later: append new slots here, never reorder ---- */
+	/* ---- version 2 ---- */
+
+	/**
+	 * Optional (NULL: evs_store_read_all() answers EVS_EUNSUPPORTED).
+	 * Calls @p cb for up to @p max_events events (0: no limit) of all
+	 * streams, ordered by (commit, global position) and after
+	 * @p after, built by evs_event_new_stored() and given their
+	 * checkpoint with evs_event_set_checkpoint(). Only events of ended
+	 * transactions: a resumed reader must never skip one. Same callback
+	 * and locking rules as the read slot.
+	 */
+	int (*read_all)(evs_backend *be, const evs_position *after,
+	                size_t max_events, evs_backend_event_cb cb,
+	                void *payload, evs_error *err);
+
+	/* ---- version 3 and later: append new slots here, never reorder ---- */
 };
 
 /** Initialiser for a backend vtable. */
-#define EVS_BACKEND_INIT {EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL}
+#define EVS_BACKEND_INIT {EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL}
 
 /**
  * Wraps a backend in a store handle.
@@ -113,6 +128,12 @@ EVS_EXTERN(int) evs_event_new_stored(evs_event **out, const evs_uuid *id,
                                      const char *aggregate_id,
                                      int64_t version, int64_t position,
                                      int64_t recorded_at, evs_error *err);
+
+/**
+ * Sets the checkpoint of an event built by evs_event_new_stored(), for a
+ * read_all slot. Only for an event not yet handed out.
+ */
+EVS_EXTERN(void) evs_event_set_checkpoint(evs_event *ev, uint64_t commit);
 
 /**
  * Fills @p err (when not NULL) with @p code, an optional SQLSTATE and a

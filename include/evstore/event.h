@@ -154,6 +154,16 @@ EVS_EXTERN(int64_t) evs_event_position(const evs_event *ev);
  */
 EVS_EXTERN(int64_t) evs_event_recorded_at(const evs_event *ev);
 
+struct evs_position;
+
+/**
+ * The checkpoint of a stored event, for resuming evs_store_read_all()
+ * after it; {0, 0} for an event never stored.
+ * @param[out] out  filled
+ */
+EVS_EXTERN(void) evs_event_checkpoint(struct evs_position *out,
+                                      const evs_event *ev);
+
 /**
  * An ordered list of events, as returned by evs_store_load(). Immutable
  * once returned, and readable from several threads at once.

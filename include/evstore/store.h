@@ -125,6 +125,42 @@ EVS_EXTERN(int) evs_store_current_version(int64_t *version_out,
                                           const char *aggregate_id,
                                           evs_error *err);
 
+/**
+ * A place in the log of all events, in commit order: the checkpoint of a
+ * reader of all streams. Take it from the last event you processed with
+ * evs_event_checkpoint() and pass it back to resume after that event.
+ */
+typedef struct evs_position {
+	uint64_t commit; /**< the writing transaction (commit order) */
+	int64_t global;  /**< the event's global position */
+} evs_position;
+
+/** The position before the first event. */
+#define EVS_POSITION_START {0, 0}
+
+/**
+ * Reads the events of all streams that come after @p after, in commit
+ * order (the order of the transactions that wrote them; a stream's events
+ * stay in version order), one callback per event. Only events of
+ * transactions that have ended are read, so a reader that resumes from
+ * its checkpoint never skips an event whose transaction committed late;
+ * events of a transaction still running are read by a later call.
+ * @param store       borrowed
+ * @param after       borrowed for the call; NULL or EVS_POSITION_START for
+ *                    the beginning
+ * @param max_events  stop after this many events; 0 for no limit
+ * @param cb          called once per event; its non-zero return stops the
+ *                    read, as for evs_store_foreach()
+ * @param payload     passed to @p cb
+ * @param err         may be NULL; filled on failure
+ * @return 0, the callback's non-zero value, EVS_EINVALID,
+ *         EVS_EUNSUPPORTED (a backend without the read_all slot), or a
+ *         backend error
+ */
+EVS_EXTERN(int) evs_store_read_all(evs_store *store, const evs_position *after,
+                                   size_t max_events, evs_event_cb cb,
+                                   void *payload, evs_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -851,6 +851,218 @@ START_TEST(racing_writers_get_one_winner_per_version)
 }
 END_TEST
 
+/* ---- reading all streams ----------------------------------------------- */
+
+typedef struct {
+	const char *prefix;
+	size_t prefix_len;
+	char ids[64][96];
+	int64_t versions[64];
+	evs_position checkpoints[64];
+	int n;
+	int seen_all;
+	int stop_after; /* 0: never */
+} all_walk;
+
+static int collect_ours(const evs_event *ev, void *payload)
+{
+	all_walk *w = payload;
+
+	w->seen_all++;
+	if (strncmp(evs_event_aggregate_id(ev), w->prefix, w->prefix_len) == 0 &&
+	    w->n < 64) {
+		snprintf(w->ids[w->n], sizeof(w->ids[0]), "%s",
+		         evs_event_aggregate_id(ev));
+		w->versions[w->n] = evs_event_version(ev);
+		evs_event_checkpoint(&w->checkpoints[w->n], ev);
+		w->n++;
+	}
+	return w->stop_after && w->seen_all == w->stop_after ? 5 : 0;
+}
+
+static int position_after(const evs_position *a, const evs_position *b)
+{
+	return a->commit > b->commit ||
+	       (a->commit == b->commit && a->global > b->global);
+}
+
+START_TEST(read_all_gives_every_stream_in_commit_order)
+{
+	const char *a = ct_id("all-a"), *b = ct_id("all-b"), *c = ct_id("all-c");
+	const char *order[7];
+	int64_t versions[7] = {0, 1, 0, 2, 0, 1, 2};
+	all_walk *w = calloc(1, sizeof(*w));
+	evs_position resume, end;
+	int i;
+
+	order[0] = order[1] = order[3] = a;
+	order[2] = b;
+	order[4] = order[5] = order[6] = c;
+	w->prefix = ct_id("all-");
+	w->prefix_len = strlen(w->prefix);
+	ck_assert_int_eq(ct_append_n(a, EVS_NO_VERSION, 0, 2, NULL), 0);
+	ck_assert_int_eq(ct_append_one(b, EVS_NO_VERSION, NULL), 0);
+	ck_assert_int_eq(ct_append_one(a, 1, NULL), 0);
+	ck_assert_int_eq(ct_append_n(c, EVS_NO_VERSION, 0, 3, NULL), 0);
+	ck_assert_int_eq(evs_store_read_all(ct_store, NULL, 0, collect_ours, w,
+	                                    NULL), 0);
+	ck_assert_int_eq(w->n, 7);
+	for (i = 0; i < 7; i++) {
+		ck_assert_str_eq(w->ids[i], order[i]);
+		ck_assert_int_eq(w->versions[i], versions[i]);
+		if (i > 0)
+			ck_assert(position_after(&w->checkpoints[i],
+			                         &w->checkpoints[i - 1]));
+	}
+	/* One batch, one commit; another append, a later one. */
+	ck_assert(w->checkpoints[4].commit == w->checkpoints[6].commit);
+	ck_assert(w->checkpoints[3].commit < w->checkpoints[4].commit);
+
+	/* Resuming after the second event reads the rest, and only that:
+	 * nothing was written after these streams. */
+	resume = w->checkpoints[1];
+	end = w->checkpoints[6];
+	memset(w->ids, 0, sizeof(w->ids));
+	w->n = 0;
+	w->seen_all = 0;
+	ck_assert_int_eq(evs_store_read_all(ct_store, &resume, 0, collect_ours,
+	                                    w, NULL), 0);
+	ck_assert_int_eq(w->n, 5);
+	ck_assert_int_eq(w->seen_all, 5);
+	ck_assert_str_eq(w->ids[0], b);
+	/* max_events bounds the read; a callback can stop it. */
+	w->n = 0;
+	w->seen_all = 0;
+	ck_assert_int_eq(evs_store_read_all(ct_store, &resume, 2, collect_ours,
+	                                    w, NULL), 0);
+	ck_assert_int_eq(w->seen_all, 2);
+	ck_assert_str_eq(w->ids[1], a);
+	w->n = 0;
+	w->seen_all = 0;
+	w->stop_after = 3;
+	ck_assert_int_eq(evs_store_read_all(ct_store, &resume, 0, collect_ours,
+	                                    w, NULL), 5);
+	ck_assert_int_eq(w->seen_all, 3);
+	/* Past the end: nothing. */
+	w->n = 0;
+	w->seen_all = 0;
+	w->stop_after = 0;
+	ck_assert_int_eq(evs_store_read_all(ct_store, &end, 0, collect_ours, w,
+	                                    NULL), 0);
+	ck_assert_int_eq(w->seen_all, 0);
+	free(w);
+}
+END_TEST
+
+START_TEST(read_all_checks_its_arguments)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_position bad = {0, -1};
+	all_walk w;
+
+	memset(&w, 0, sizeof(w));
+	w.prefix = "";
+	ck_assert_int_eq(evs_store_read_all(NULL, NULL, 0, collect_ours, &w,
+	                                    &err), EVS_EINVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "store"));
+	ck_assert_int_eq(evs_store_read_all(ct_store, NULL, 0, NULL, &w, &err),
+	                 EVS_EINVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "cb"));
+	ck_assert_int_eq(evs_store_read_all(ct_store, &bad, 0, collect_ours,
+	                                    &w, &err), EVS_EINVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "after"));
+	ck_assert_int_eq(w.seen_all, 0);
+	evs_error_clear(&err);
+}
+END_TEST
+
+#define TAIL_WRITERS 4
+#define TAIL_EACH 150
+
+typedef struct {
+	const char *id;
+	int failures;
+} tail_writer;
+
+static void *tail_write(void *arg)
+{
+	tail_writer *w = arg;
+	int i;
+
+	for (i = 0; i < TAIL_EACH; i++)
+		if (ct_append_one(w->id, i - 1, NULL) != 0)
+			w->failures++;
+	return NULL;
+}
+
+typedef struct {
+	const char *prefix;
+	size_t prefix_len;
+	evs_position at;
+	int64_t next_version[TAIL_WRITERS];
+	int seen, out_of_order;
+	const char *ids[TAIL_WRITERS];
+} tailer;
+
+static int tail_cb(const evs_event *ev, void *payload)
+{
+	tailer *t = payload;
+	int i;
+
+	evs_event_checkpoint(&t->at, ev);
+	for (i = 0; i < TAIL_WRITERS; i++) {
+		if (t->ids[i] == NULL ||
+		    strcmp(evs_event_aggregate_id(ev), t->ids[i]) != 0)
+			continue;
+		/* Each stream's events, once each, in version order. */
+		if (evs_event_version(ev) != t->next_version[i])
+			t->out_of_order++;
+		t->next_version[i] = evs_event_version(ev) + 1;
+		t->seen++;
+	}
+	return 0;
+}
+
+START_TEST(a_reader_of_all_streams_never_skips_an_event)
+{
+	tail_writer ws[TAIL_WRITERS];
+	pthread_t th[TAIL_WRITERS];
+	char ids[TAIL_WRITERS][96];
+	tailer t;
+	evs_error err = EVS_ERROR_INIT;
+	int i, rounds = 0;
+
+	memset(&t, 0, sizeof(t));
+	/* Start after everything already stored. */
+	ck_assert_int_eq(evs_store_read_all(ct_store, NULL, 0, tail_cb, &t,
+	                                    NULL), 0);
+	t.seen = 0;
+	for (i = 0; i < TAIL_WRITERS; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%s%d", ct_id("tail-"), i);
+		t.ids[i] = ids[i];
+		ws[i].id = ids[i];
+		ws[i].failures = 0;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, tail_write, &ws[i]),
+		                 0);
+	}
+	/* Tail while they write, resuming from the checkpoint each time. */
+	while (t.seen < TAIL_WRITERS * TAIL_EACH && rounds < 100000) {
+		ck_assert_msg(evs_store_read_all(ct_store, &t.at, 50, tail_cb, &t,
+		                                 &err) == 0, "%s", err.message);
+		rounds++;
+	}
+	for (i = 0; i < TAIL_WRITERS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(ws[i].failures, 0);
+	}
+	ck_assert_int_eq(evs_store_read_all(ct_store, &t.at, 0, tail_cb, &t,
+	                                    NULL), 0);
+	ck_assert_int_eq(t.out_of_order, 0);
+	ck_assert_int_eq(t.seen, TAIL_WRITERS * TAIL_EACH);
+	evs_error_clear(&err);
+}
+END_TEST
+
 Suite *contract_suite(const contract_backend *be)
 {
 	Suite *s = suite_create("contract");
@@ -894,6 +1106,14 @@ Suite *contract_suite(const contract_backend *be)
 	tcase_add_test(tc, stream_exists_needs_an_event);
 	tcase_add_test(tc, replayed_append_stores_nothing);
 	tcase_add_test(tc, reused_event_id_is_a_duplicate);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("read-all");
+	tcase_add_checked_fixture(tc, ct_setup, ct_teardown);
+	tcase_add_test(tc, read_all_gives_every_stream_in_commit_order);
+	tcase_add_test(tc, read_all_checks_its_arguments);
+	tcase_add_test(tc, a_reader_of_all_streams_never_skips_an_event);
+	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");

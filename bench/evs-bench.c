@@ -1,0 +1,1108 @@
+/* evs-bench: evstore's side of `make bench` (bench/run.sh runs it beside
+ * pgbench). One process is one run of one workload; it prints one or two
+ * machine-readable lines,
+ *
+ *   RESULT <workload> <threads> <events_per_s> <p50_ms> <p99_ms> <rss_mb>
+ *
+ * ("-" where a field does not apply), a human summary on stderr, and exits
+ * non-zero when anything failed, including the end-of-run check that
+ * every stream it wrote holds exactly the events it appended, in order.
+ *
+ * Run `evs-bench --help` for the commands.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include <evstore/evstore.h>
+
+/* ---- options ------------------------------------------------------------ */
+
+typedef struct {
+	const char *cmd;
+	const char *dsn;
+	const char *schema;
+	const char *label;   /* workload name in the RESULT line */
+	const char *stream;  /* stream (load: prefix of the streams) */
+	unsigned threads;
+	double seconds;
+	unsigned batch;
+	unsigned streams;    /* per thread (append) or in all (load) */
+	long long events;    /* load / stream: events expected per stream */
+	int parse_json;      /* load / stream: also parse data and metadata */
+	int max_attempts;    /* contend */
+} options;
+
+static void usage(FILE *f)
+{
+	fputs(
+"usage: evs-bench COMMAND [options]\n"
+"\n"
+"Commands (each run is one process; see bench/run.sh):\n"
+"  append   each thread appends batches of --batch events with an exact\n"
+"           expected version, round-robin over --streams streams of its\n"
+"           own (created untimed first), for --seconds\n"
+"  contend  --threads threads run evs_repo_update() (load, decide, save,\n"
+"           retry on conflict) on one new stream; reports successful\n"
+"           appends/s and conflicts/s\n"
+"  load     each thread loads one of --streams existing streams named\n"
+"           STREAM-0, STREAM-1, ... (thread i: STREAM-(i mod streams)) with\n"
+"           evs_store_load() and reads every event; each must hold\n"
+"           --events events\n"
+"  stream   evs_store_foreach() over the stream --stream once; it must hold\n"
+"           --events events\n"
+"\n"
+"Options:\n"
+"  --dsn CONNINFO     libpq conninfo (default: $EVS_TEST_PG_DSN)\n"
+"  --schema NAME      evstore schema (default: evs_bench)\n"
+"  --label NAME       workload name printed in the RESULT line\n"
+"  --threads N        client threads sharing one store; pool size = N (1)\n"
+"  --seconds S        measured time of append, contend, load (10)\n"
+"  --batch B          events per append (1)\n"
+"  --streams K        append: streams per thread (8); load: streams (4)\n"
+"  --stream ID        load: stream-name prefix; stream: the stream\n"
+"  --events N         load, stream: events each stream holds\n"
+"  --parse-json       load, stream: also parse each event's data and\n"
+"                     metadata with json-c (evs_event_data/metadata)\n"
+"  --max-attempts N   contend: attempts per evs_repo_update() (1000)\n"
+"  --help             this text\n"
+"\n"
+"Output: RESULT <workload> <threads> <events_per_s> <p50_ms> <p99_ms>\n"
+"<rss_mb> on stdout (contend: a second line for conflicts/s), details on\n"
+"stderr. Exit status 0 when the run and its check passed, 1 otherwise,\n"
+"2 for bad usage. Latencies are per call (per evs_repo_update for\n"
+"contend), taken from a log-linear histogram (<1% error); RSS is the\n"
+"process's peak (getrusage ru_maxrss).\n", f);
+}
+
+static int parse_args(options *o, int argc, char **argv)
+{
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	o->dsn = getenv("EVS_TEST_PG_DSN");
+	o->schema = "evs_bench";
+	o->threads = 1;
+	o->seconds = 10;
+	o->batch = 1;
+	o->events = -1;
+	o->max_attempts = 1000;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		int takes = 1;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			exit(0);
+		} else if (strcmp(a, "--parse-json") == 0) {
+			o->parse_json = 1;
+			takes = 0;
+		} else if (a[0] != '-') {
+			if (o->cmd != NULL) {
+				fprintf(stderr, "evs-bench: one command only\n");
+				return -1;
+			}
+			o->cmd = a;
+			takes = 0;
+		} else if (v == NULL) {
+			fprintf(stderr, "evs-bench: %s needs a value\n", a);
+			return -1;
+		} else if (strcmp(a, "--dsn") == 0) {
+			o->dsn = v;
+		} else if (strcmp(a, "--schema") == 0) {
+			o->schema = v;
+		} else if (strcmp(a, "--label") == 0) {
+			o->label = v;
+		} else if (strcmp(a, "--stream") == 0) {
+			o->stream = v;
+		} else if (strcmp(a, "--threads") == 0) {
+			o->threads = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(a, "--seconds") == 0) {
+			o->seconds = strtod(v, NULL);
+		} else if (strcmp(a, "--batch") == 0) {
+			o->batch = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(a, "--streams") == 0) {
+			o->streams = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(a, "--events") == 0) {
+			o->events = strtoll(v, NULL, 10);
+		} else if (strcmp(a, "--max-attempts") == 0) {
+			o->max_attempts = atoi(v);
+		} else {
+			fprintf(stderr, "evs-bench: unknown option %s\n", a);
+			return -1;
+		}
+		i += takes;
+	}
+	if (o->cmd == NULL) {
+		fprintf(stderr, "evs-bench: no command given\n");
+		return -1;
+	}
+	if (o->dsn == NULL) {
+		fprintf(stderr, "evs-bench: no --dsn and no EVS_TEST_PG_DSN\n");
+		return -1;
+	}
+	if (o->threads < 1 || o->threads > 256 || o->seconds <= 0 ||
+	    o->batch < 1 || o->batch > 100000 || o->max_attempts < 1) {
+		fprintf(stderr, "evs-bench: --threads 1..256, --seconds > 0, "
+		                "--batch 1..100000, --max-attempts >= 1\n");
+		return -1;
+	}
+	if (o->streams == 0)
+		o->streams = strcmp(o->cmd, "load") == 0 ? 4 : 8;
+	if (o->label == NULL)
+		o->label = o->cmd;
+	return 0;
+}
+
+/* ---- time, latency histogram, RSS ---------------------------------------- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Log-linear buckets over nanoseconds: exact below 128 ns, then 64
+ * buckets per power of two (a bucket is at most 1/64 wide; its midpoint
+ * is within 0.8% of any value in it). Up to 2^46 ns (about 19 hours). */
+#define H_SUB 64
+#define H_LINEAR 128
+#define H_MAXBIT 46
+#define H_BUCKETS (H_LINEAR + (H_MAXBIT - 6) * H_SUB)
+
+typedef struct {
+	uint64_t count[H_BUCKETS];
+	uint64_t n;
+} histogram;
+
+static size_t h_index(uint64_t v)
+{
+	int msb, shift;
+
+	if (v < H_LINEAR)
+		return (size_t)v;
+	msb = 63 - __builtin_clzll(v);
+	if (msb >= H_MAXBIT)
+		return H_BUCKETS - 1;
+	shift = msb - 6;
+	return H_LINEAR + (size_t)(shift - 1) * H_SUB +
+	       (size_t)((v >> shift) - H_SUB);
+}
+
+static double h_value(size_t idx)
+{
+	size_t shift, sub;
+
+	if (idx < H_LINEAR)
+		return (double)idx;
+	shift = (idx - H_LINEAR) / H_SUB + 1;
+	sub = (idx - H_LINEAR) % H_SUB + H_SUB;
+	return ((double)sub + 0.5) * (double)((uint64_t)1 << shift);
+}
+
+static void h_add(histogram *h, int64_t ns)
+{
+	h->count[h_index(ns < 0 ? 0 : (uint64_t)ns)]++;
+	h->n++;
+}
+
+static void h_merge(histogram *into, const histogram *from)
+{
+	size_t i;
+
+	for (i = 0; i < H_BUCKETS; i++)
+		into->count[i] += from->count[i];
+	into->n += from->n;
+}
+
+/* The nearest-rank percentile, in milliseconds; -1 when empty. */
+static double h_percentile_ms(const histogram *h, double p)
+{
+	uint64_t rank, seen = 0;
+	size_t i;
+
+	if (h->n == 0)
+		return -1;
+	rank = (uint64_t)(p * (double)h->n + 0.999999);
+	if (rank < 1)
+		rank = 1;
+	for (i = 0; i < H_BUCKETS; i++) {
+		seen += h->count[i];
+		if (seen >= rank)
+			return h_value(i) / 1e6;
+	}
+	return h_value(H_BUCKETS - 1) / 1e6;
+}
+
+static double peak_rss_mb(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
+}
+
+/* ---- results and failures -------------------------------------------- */
+
+static int failed;
+static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&fail_lock);
+	fputs("evs-bench: FAILED: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	failed = 1;
+	pthread_mutex_unlock(&fail_lock);
+}
+
+static void fail_err(const char *what, int rc, const evs_error *err)
+{
+	fail("%s: %s (%s)", what, err->message ? err->message : "?",
+	     evs_strerror(rc));
+}
+
+static void print_ms(char *buf, size_t n, double ms)
+{
+	if (ms < 0)
+		snprintf(buf, n, "-");
+	else
+		snprintf(buf, n, "%.3f", ms);
+}
+
+static void result(const char *label, unsigned threads, double per_s,
+                   const histogram *h, double rss)
+{
+	char p50[32], p99[32], r[32];
+
+	print_ms(p50, sizeof(p50), h ? h_percentile_ms(h, 0.50) : -1);
+	print_ms(p99, sizeof(p99), h ? h_percentile_ms(h, 0.99) : -1);
+	if (rss < 0)
+		snprintf(r, sizeof(r), "-");
+	else
+		snprintf(r, sizeof(r), "%.1f", rss);
+	printf("RESULT %s %u %.1f %s %s %s\n", label, threads, per_s, p50, p99,
+	       r);
+	fflush(stdout);
+}
+
+/* ---- shared bits ------------------------------------------------------- */
+
+static int open_store(evs_store **store, const options *o, unsigned pool)
+{
+	evs_pg_options po = EVS_PG_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	int rc;
+
+	po.schema = o->schema;
+	po.pool_size = pool;
+	po.pool_timeout_ms = 60000;
+	rc = evs_store_open_pg(store, o->dsn, &po, &err);
+	if (rc < 0)
+		fail_err("evs_store_open_pg", rc, &err);
+	evs_error_clear(&err);
+	return rc;
+}
+
+/* A 64-bit mix of an event id (for order-sensitive and order-free sums). */
+static uint64_t id_hash(const evs_uuid *id)
+{
+	uint64_t a, b;
+
+	memcpy(&a, id->bytes, 8);
+	memcpy(&b, id->bytes + 8, 8);
+	a ^= b * 0x9e3779b97f4a7c15ull;
+	a ^= a >> 31;
+	a *= 0xbf58476d1ce4e5b9ull;
+	a ^= a >> 29;
+	return a;
+}
+
+static uint64_t seq_hash(uint64_t h, const evs_uuid *id)
+{
+	return h * 0x100000001b3ull + id_hash(id);
+}
+
+/* The typical payload: ~150 bytes of data, ~115 of metadata, different
+ * for every event. */
+static void make_payload(char *data, size_t dn, char *meta, size_t mn,
+                         const char *account, unsigned thread,
+                         uint64_t seq)
+{
+	snprintf(data, dn,
+	         "{\"account_id\":\"%.40s\",\"amount\":%" PRIu64 ",\"currency\":"
+	         "\"EUR\",\"reference\":\"invoice 2024-%06" PRIu64 "\","
+	         "\"channel\":\"online\",\"note\":\"monthly payment\"}",
+	         account, 100 + seq * 7919 % 100000, seq % 1000000);
+	snprintf(meta, mn,
+	         "{\"correlation_id\":\"%08x-%04x-7%03x-8000-%012" PRIx64 "\","
+	         "\"causation_id\":\"%08x-%04x-7%03x-9000-%012" PRIx64 "\","
+	         "\"user\":\"teller-07\"}",
+	         thread, (unsigned)(seq >> 48) & 0xffff, 0x1u, seq,
+	         thread, (unsigned)(seq >> 48) & 0xffff, 0x2u, seq);
+}
+
+static int make_event(evs_event **ev, const char *account, unsigned thread,
+                      uint64_t seq, evs_error *err)
+{
+	char data[256], meta[256];
+
+	make_payload(data, sizeof(data), meta, sizeof(meta), account, thread,
+	             seq);
+	return evs_event_new_json(ev, "Deposited", data, meta, err);
+}
+
+typedef struct {
+	pthread_barrier_t start;
+	int64_t t0, deadline;
+	pthread_mutex_t lock;
+} run_clock;
+
+/* All threads meet; one of them starts the clock for everyone. */
+static void wait_start(run_clock *c, double seconds)
+{
+	if (pthread_barrier_wait(&c->start) == PTHREAD_BARRIER_SERIAL_THREAD) {
+		pthread_mutex_lock(&c->lock);
+		c->t0 = now_ns();
+		c->deadline = c->t0 + (int64_t)(seconds * 1e9);
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_barrier_wait(&c->start);
+}
+
+static int64_t run_deadline(run_clock *c)
+{
+	int64_t d;
+
+	pthread_mutex_lock(&c->lock);
+	d = c->deadline;
+	pthread_mutex_unlock(&c->lock);
+	return d;
+}
+
+static void run_clock_init(run_clock *c, unsigned threads)
+{
+	pthread_barrier_init(&c->start, NULL, threads);
+	pthread_mutex_init(&c->lock, NULL);
+}
+
+static void run_clock_destroy(run_clock *c)
+{
+	pthread_barrier_destroy(&c->start);
+	pthread_mutex_destroy(&c->lock);
+}
+
+/* Counts the events of streams whose id starts with prefix, in SQL:
+ * nothing may be stored beyond what the streams' own checks account for. */
+static long long sql_count_prefix(const options *o, const char *prefix)
+{
+	char sql[512];
+	char *schema;
+	long long n = -1;
+	PGconn *c = PQconnectdb(o->dsn);
+	PGresult *r;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fail("libpq: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return -1;
+	}
+	schema = PQescapeIdentifier(c, o->schema, strlen(o->schema));
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM %s.events WHERE stream_id >= $1 AND "
+	         "stream_id < $1 || chr(1114111)", schema);
+	PQfreemem(schema);
+	r = PQexecParams(c, sql, 1, NULL, (const char *[]){prefix}, NULL, NULL,
+	                 0);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	else
+		fail("counting events: %s", PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return n;
+}
+
+/* Checks one stream: versions 0..n-1 in order, the expected count, and
+ * the event ids (in version order, or as a set). */
+typedef struct {
+	int64_t next;
+	uint64_t seq, sum;
+	int bad;
+} check_ctx;
+
+static int check_one(const evs_event *ev, void *payload)
+{
+	check_ctx *c = payload;
+
+	if (evs_event_version(ev) != c->next) {
+		c->bad = 1;
+		return 1;
+	}
+	c->next++;
+	c->seq = seq_hash(c->seq, evs_event_id(ev));
+	c->sum += id_hash(evs_event_id(ev));
+	return 0;
+}
+
+static int check_stream(evs_store *store, const char *id, int64_t count,
+                        const uint64_t *seq, const uint64_t *sum)
+{
+	evs_error err = EVS_ERROR_INIT;
+	check_ctx c = {0, 0, 0, 0};
+	int64_t head = EVS_NO_VERSION;
+	int rc;
+
+	rc = evs_store_foreach(store, id, EVS_NO_VERSION, check_one, &c, &err);
+	if (rc < 0) {
+		fail_err("check: reading back", rc, &err);
+		evs_error_clear(&err);
+		return -1;
+	}
+	rc = evs_store_current_version(&head, store, id, &err);
+	evs_error_clear(&err);
+	if (c.bad || c.next != count || head != count - 1 ||
+	    (seq != NULL && c.seq != *seq) || (sum != NULL && c.sum != *sum)) {
+		fail("check: stream %s holds %lld events (head %lld%s%s), "
+		     "expected %lld%s", id, (long long)c.next, (long long)head,
+		     c.bad ? ", versions out of order" : "",
+		     (seq && c.seq != *seq) || (sum && c.sum != *sum)
+		             ? ", other event ids" : "",
+		     (long long)count, rc < 0 && rc != EVS_ENOTFOUND
+		                               ? " (head unreadable)" : "");
+		return -1;
+	}
+	return 0;
+}
+
+/* A run tag: distinct stream names for every run on the same schema. */
+static void run_tag(char *out, size_t n)
+{
+	evs_uuid u;
+	char text[EVS_UUID_STRLEN + 1];
+
+	evs_uuid_generate(&u, NULL);
+	evs_uuid_format(text, &u);
+	/* The random tail, so that names sort anywhere among others. */
+	snprintf(out, n, "%.8s", text + 28);
+}
+
+/* ---- append ------------------------------------------------------------ */
+
+typedef struct {
+	int64_t version;
+	uint64_t seq;
+	char id[64];
+} stream_state;
+
+typedef struct {
+	const options *o;
+	evs_store *store;
+	run_clock *clk;
+	unsigned index;
+	const char *tag;
+	stream_state *streams;
+	histogram h;
+	uint64_t appends, events;
+	int64_t t_end;
+} append_worker;
+
+static void *append_main(void *arg)
+{
+	append_worker *w = arg;
+	const options *o = w->o;
+	evs_error err = EVS_ERROR_INIT;
+	evs_event **batch = calloc(o->batch, sizeof(*batch));
+	uint64_t seq = 0;
+	int64_t deadline;
+	unsigned k, i;
+	int rc;
+
+	if (batch == NULL) {
+		fail("out of memory");
+		goto meet;
+	}
+	/* Untimed: create the thread's streams, one event each. */
+	for (k = 0; k < o->streams && !failed; k++) {
+		stream_state *s = &w->streams[k];
+		evs_event *ev = NULL;
+
+		snprintf(s->id, sizeof(s->id), "acct-%s-t%02u-s%02u", w->tag,
+		         w->index, k);
+		rc = make_event(&ev, s->id, w->index, seq++, &err);
+		if (rc == 0)
+			rc = evs_store_append(&s->version, w->store, s->id,
+			                      EVS_NO_VERSION, &ev, 1, &err);
+		if (rc == 0)
+			s->seq = seq_hash(0, evs_event_id(ev));
+		else
+			fail_err("creating a stream", rc, &err);
+		evs_event_free(ev);
+	}
+meet:
+	wait_start(w->clk, o->seconds);
+	deadline = run_deadline(w->clk);
+	for (i = 0; !failed && batch != NULL; i++) {
+		stream_state *s = &w->streams[i % o->streams];
+		int64_t t0 = now_ns(), t1, v = EVS_NO_VERSION;
+		unsigned b;
+
+		if (t0 >= deadline)
+			break;
+		/* Building the events is part of the cost of an append. */
+		for (b = 0, rc = 0; b < o->batch && rc == 0; b++)
+			rc = make_event(&batch[b], s->id, w->index, seq++,
+			                &err);
+		if (rc == 0)
+			rc = evs_store_append(&v, w->store, s->id, s->version,
+			                      batch, o->batch, &err);
+		t1 = now_ns();
+		if (rc != 0) {
+			fail_err("append", rc, &err);
+		} else if (v != s->version + (int64_t)o->batch) {
+			fail("append to %s returned version %lld, expected "
+			     "%lld", s->id, (long long)v,
+			     (long long)(s->version + o->batch));
+		} else {
+			h_add(&w->h, t1 - t0);
+			s->version = v;
+			w->appends++;
+			w->events += o->batch;
+			for (b = 0; b < o->batch; b++)
+				s->seq = seq_hash(s->seq,
+				                  evs_event_id(batch[b]));
+		}
+		for (b = 0; b < o->batch; b++) {
+			evs_event_free(batch[b]);
+			batch[b] = NULL;
+		}
+	}
+	w->t_end = now_ns();
+	free(batch);
+	evs_error_clear(&err);
+	return NULL;
+}
+
+static void *append_check_main(void *arg)
+{
+	append_worker *w = arg;
+	unsigned k;
+
+	for (k = 0; k < w->o->streams; k++)
+		if (check_stream(w->store, w->streams[k].id,
+		                 w->streams[k].version + 1, &w->streams[k].seq,
+		                 NULL) < 0)
+			break;
+	return NULL;
+}
+
+static int cmd_append(const options *o)
+{
+	evs_store *store = NULL;
+	append_worker *w = calloc(o->threads, sizeof(*w));
+	pthread_t *tid = calloc(o->threads, sizeof(*tid));
+	histogram *all = calloc(1, sizeof(*all));
+	run_clock clk;
+	char tag[16], prefix[32];
+	uint64_t events = 0, appends = 0, stored = 0;
+	int64_t t_end = 0;
+	double secs, rss;
+	unsigned t;
+	long long counted;
+
+	if (w == NULL || tid == NULL || all == NULL) {
+		fail("out of memory");
+		return 1;
+	}
+	if (open_store(&store, o, o->threads) < 0)
+		return 1;
+	run_tag(tag, sizeof(tag));
+	run_clock_init(&clk, o->threads);
+	for (t = 0; t < o->threads; t++) {
+		w[t].o = o;
+		w[t].store = store;
+		w[t].clk = &clk;
+		w[t].index = t;
+		w[t].tag = tag;
+		w[t].streams = calloc(o->streams, sizeof(stream_state));
+		if (w[t].streams == NULL) {
+			fail("out of memory");
+			return 1;
+		}
+		pthread_create(&tid[t], NULL, append_main, &w[t]);
+	}
+	for (t = 0; t < o->threads; t++)
+		pthread_join(tid[t], NULL);
+	rss = peak_rss_mb();
+	for (t = 0; t < o->threads; t++) {
+		h_merge(all, &w[t].h);
+		events += w[t].events;
+		appends += w[t].appends;
+		if (w[t].t_end > t_end)
+			t_end = w[t].t_end;
+	}
+	secs = (double)(t_end - clk.t0) / 1e9;
+	/* The check: every stream, read back, holds exactly what we
+	 * appended, in order; and nothing else is stored under the tag. */
+	if (!failed) {
+		for (t = 0; t < o->threads; t++)
+			pthread_create(&tid[t], NULL, append_check_main, &w[t]);
+		for (t = 0; t < o->threads; t++)
+			pthread_join(tid[t], NULL);
+	}
+	snprintf(prefix, sizeof(prefix), "acct-%s-", tag);
+	stored = events + (uint64_t)o->threads * o->streams;
+	if (!failed && (counted = sql_count_prefix(o, prefix)) >= 0 &&
+	    (uint64_t)counted != stored)
+		fail("check: %lld events stored under %s, expected %llu",
+		     counted, prefix, (unsigned long long)stored);
+	fprintf(stderr,
+	        "evs-bench append: %u threads, batch %u, %u streams each: "
+	        "%llu appends, %llu events in %.2f s; check %s\n",
+	        o->threads, o->batch, o->streams, (unsigned long long)appends,
+	        (unsigned long long)events, secs, failed ? "FAILED" : "ok");
+	if (!failed)
+		result(o->label, o->threads, (double)events / secs, all, rss);
+	for (t = 0; t < o->threads; t++)
+		free(w[t].streams);
+	run_clock_destroy(&clk);
+	evs_store_free(store);
+	free(w);
+	free(tid);
+	free(all);
+	return failed;
+}
+
+/* ---- contend ------------------------------------------------------------ */
+
+static int counter_create(void **state, const char *id, void *payload,
+                          evs_error *err)
+{
+	(void)id;
+	(void)payload;
+	(void)err;
+	*state = calloc(1, sizeof(int64_t));
+	return *state == NULL ? EVS_ENOMEM : 0;
+}
+
+static int counter_apply(void *state, const evs_event *ev, void *payload,
+                         evs_error *err)
+{
+	(void)ev;
+	(void)payload;
+	(void)err;
+	++*(int64_t *)state;
+	return 0;
+}
+
+static void counter_free(void *state, void *payload)
+{
+	(void)payload;
+	free(state);
+}
+
+static const evs_aggregate_type counter_type = {
+	EVS_AGGREGATE_TYPE_VERSION, "counter", counter_create, counter_apply,
+	counter_free, NULL,
+};
+
+typedef struct {
+	const options *o;
+	evs_repo *repo;
+	run_clock *clk;
+	const char *stream;
+	unsigned index;
+	uint64_t seq;
+	uint64_t decides, ok, gave_up;
+	uint64_t sum; /* order-free sum of the stored events' id hashes */
+	evs_uuid last;
+	histogram h;
+	int64_t t_end;
+} contend_worker;
+
+static int contend_decide(evs_aggregate *agg, void *payload, evs_error *err)
+{
+	contend_worker *w = payload;
+	evs_event *ev = NULL;
+	int rc;
+
+	w->decides++;
+	rc = make_event(&ev, evs_aggregate_id(agg), w->index, w->seq++, err);
+	if (rc < 0)
+		return rc;
+	w->last = *evs_event_id(ev);
+	return evs_aggregate_raise(agg, ev, err);
+}
+
+static void *contend_main(void *arg)
+{
+	contend_worker *w = arg;
+	evs_error err = EVS_ERROR_INIT;
+	int64_t deadline;
+
+	wait_start(w->clk, w->o->seconds);
+	deadline = run_deadline(w->clk);
+	while (!failed) {
+		int64_t t0 = now_ns(), t1;
+		int rc;
+
+		if (t0 >= deadline)
+			break;
+		rc = evs_repo_update(NULL, w->repo, w->stream, 0,
+		                     w->o->max_attempts, contend_decide, w,
+		                     &err);
+		t1 = now_ns();
+		if (rc == 0) {
+			h_add(&w->h, t1 - t0);
+			w->ok++;
+			w->sum += id_hash(&w->last);
+		} else if (rc == EVS_ECONFLICT) {
+			w->gave_up++;
+		} else {
+			fail_err("evs_repo_update", rc, &err);
+		}
+	}
+	w->t_end = now_ns();
+	evs_error_clear(&err);
+	return NULL;
+}
+
+static int cmd_contend(const options *o)
+{
+	evs_store *store = NULL;
+	evs_repo *repo = NULL;
+	evs_error err = EVS_ERROR_INIT;
+	contend_worker *w = calloc(o->threads, sizeof(*w));
+	pthread_t *tid = calloc(o->threads, sizeof(*tid));
+	histogram *all = calloc(1, sizeof(*all));
+	evs_event *ev = NULL;
+	run_clock clk;
+	char tag[16], stream[64];
+	uint64_t decides = 0, ok = 0, gave_up = 0, sum = 0, conflicts;
+	int64_t t_end = 0;
+	double secs, rss;
+	unsigned t;
+	int rc;
+
+	if (w == NULL || tid == NULL || all == NULL) {
+		fail("out of memory");
+		return 1;
+	}
+	if (open_store(&store, o, o->threads) < 0)
+		return 1;
+	if ((rc = evs_repo_new(&repo, store, &counter_type, &err)) < 0) {
+		fail_err("evs_repo_new", rc, &err);
+		return 1;
+	}
+	run_tag(tag, sizeof(tag));
+	snprintf(stream, sizeof(stream), "contend-%s", tag);
+	/* Untimed: the stream starts with one event. */
+	rc = make_event(&ev, stream, 999, 0, &err);
+	if (rc == 0)
+		rc = evs_store_append(NULL, store, stream, EVS_NO_VERSION, &ev,
+		                      1, &err);
+	if (rc < 0) {
+		fail_err("creating the stream", rc, &err);
+		return 1;
+	}
+	sum = id_hash(evs_event_id(ev));
+	evs_event_free(ev);
+	run_clock_init(&clk, o->threads);
+	for (t = 0; t < o->threads; t++) {
+		w[t].o = o;
+		w[t].repo = repo;
+		w[t].clk = &clk;
+		w[t].stream = stream;
+		w[t].index = t;
+		pthread_create(&tid[t], NULL, contend_main, &w[t]);
+	}
+	for (t = 0; t < o->threads; t++)
+		pthread_join(tid[t], NULL);
+	rss = peak_rss_mb();
+	for (t = 0; t < o->threads; t++) {
+		h_merge(all, &w[t].h);
+		decides += w[t].decides;
+		ok += w[t].ok;
+		gave_up += w[t].gave_up;
+		sum += w[t].sum;
+		if (w[t].t_end > t_end)
+			t_end = w[t].t_end;
+	}
+	secs = (double)(t_end - clk.t0) / 1e9;
+	/* Every attempt runs decide once; each attempt but the one that
+	 * saved ended in a conflict. */
+	conflicts = decides - ok;
+	if (!failed) {
+		uint64_t n = ok + 1;
+		long long counted;
+
+		check_stream(store, stream, (int64_t)n, NULL, &sum);
+		counted = sql_count_prefix(o, stream);
+		if (counted >= 0 && (uint64_t)counted != n)
+			fail("check: %lld events stored in %s, expected %llu",
+			     counted, stream, (unsigned long long)n);
+	}
+	fprintf(stderr,
+	        "evs-bench contend: %u threads on %s: %llu saved, %llu "
+	        "conflicts, %llu gave up after %d attempts, in %.2f s; "
+	        "check %s\n", o->threads, stream, (unsigned long long)ok,
+	        (unsigned long long)conflicts, (unsigned long long)gave_up,
+	        o->max_attempts, secs, failed ? "FAILED" : "ok");
+	if (!failed) {
+		char label[128];
+
+		snprintf(label, sizeof(label), "%s-ok", o->label);
+		result(label, o->threads, (double)ok / secs, all, rss);
+		snprintf(label, sizeof(label), "%s-conflicts", o->label);
+		result(label, o->threads, (double)conflicts / secs, NULL, -1);
+	}
+	run_clock_destroy(&clk);
+	evs_repo_free(repo);
+	evs_store_free(store);
+	evs_error_clear(&err);
+	free(w);
+	free(tid);
+	free(all);
+	return failed;
+}
+
+/* ---- load --------------------------------------------------------------- */
+
+typedef struct {
+	const options *o;
+	evs_store *store;
+	run_clock *clk;
+	char stream[300];
+	histogram h;
+	uint64_t loads, events, bytes;
+	int64_t t_end;
+} load_worker;
+
+/* What a caller does with a decoded event: read its fields. Returns -1
+ * when the event is not the one expected at this place. */
+static int read_event(const evs_event *ev, int64_t want_version,
+                      int parse, uint64_t *bytes)
+{
+	const char *meta = evs_event_metadata_json(ev);
+
+	if (evs_event_version(ev) != want_version)
+		return -1;
+	*bytes += strlen(evs_event_type(ev)) + strlen(evs_event_data_json(ev)) +
+	          (meta ? strlen(meta) : 0) + (evs_event_id(ev)->bytes[0] & 1) +
+	          (uint64_t)(evs_event_position(ev) & 1) +
+	          (uint64_t)(evs_event_recorded_at(ev) & 1);
+	if (parse) {
+		json_object *d = evs_event_data(ev);
+		json_object *m = evs_event_metadata(ev);
+
+		*bytes += (uint64_t)json_object_object_length(d) +
+		          (m ? (uint64_t)json_object_object_length(m) : 0);
+	}
+	return 0;
+}
+
+static void *load_main(void *arg)
+{
+	load_worker *w = arg;
+	evs_error err = EVS_ERROR_INIT;
+	int64_t deadline;
+
+	wait_start(w->clk, w->o->seconds);
+	deadline = run_deadline(w->clk);
+	while (!failed) {
+		evs_event_list *list = NULL;
+		int64_t t0 = now_ns(), t1;
+		size_t i, n;
+		int rc;
+
+		if (t0 >= deadline)
+			break;
+		rc = evs_store_load(&list, w->store, w->stream, EVS_NO_VERSION,
+		                    &err);
+		if (rc < 0) {
+			fail_err("evs_store_load", rc, &err);
+			break;
+		}
+		n = evs_event_list_count(list);
+		for (i = 0; i < n; i++)
+			if (read_event(evs_event_list_get(list, i), (int64_t)i,
+			               w->o->parse_json, &w->bytes) < 0) {
+				fail("load: %s: event %zu has version %lld",
+				     w->stream, i,
+				     (long long)evs_event_version(
+					     evs_event_list_get(list, i)));
+				break;
+			}
+		evs_event_list_free(list);
+		t1 = now_ns();
+		if ((long long)n != w->o->events)
+			fail("load: %s holds %zu events, expected %lld",
+			     w->stream, n, w->o->events);
+		h_add(&w->h, t1 - t0);
+		w->loads++;
+		w->events += n;
+	}
+	w->t_end = now_ns();
+	evs_error_clear(&err);
+	return NULL;
+}
+
+static int cmd_load(const options *o)
+{
+	evs_store *store = NULL;
+	load_worker *w = calloc(o->threads, sizeof(*w));
+	pthread_t *tid = calloc(o->threads, sizeof(*tid));
+	histogram *all = calloc(1, sizeof(*all));
+	run_clock clk;
+	uint64_t events = 0, loads = 0;
+	int64_t t_end = 0;
+	double secs, rss;
+	unsigned t;
+
+	if (w == NULL || tid == NULL || all == NULL) {
+		fail("out of memory");
+		return 1;
+	}
+	if (o->stream == NULL || o->events < 0) {
+		fprintf(stderr, "evs-bench load: needs --stream and --events\n");
+		return 2;
+	}
+	if (open_store(&store, o, o->threads) < 0)
+		return 1;
+	run_clock_init(&clk, o->threads);
+	for (t = 0; t < o->threads; t++) {
+		w[t].o = o;
+		w[t].store = store;
+		w[t].clk = &clk;
+		snprintf(w[t].stream, sizeof(w[t].stream), "%s-%u", o->stream,
+		         t % o->streams);
+		pthread_create(&tid[t], NULL, load_main, &w[t]);
+	}
+	for (t = 0; t < o->threads; t++)
+		pthread_join(tid[t], NULL);
+	rss = peak_rss_mb();
+	for (t = 0; t < o->threads; t++) {
+		h_merge(all, &w[t].h);
+		events += w[t].events;
+		loads += w[t].loads;
+		if (w[t].t_end > t_end)
+			t_end = w[t].t_end;
+	}
+	secs = (double)(t_end - clk.t0) / 1e9;
+	fprintf(stderr,
+	        "evs-bench load: %u threads: %llu loads, %llu events in %.2f s%s;"
+	        " check %s\n", o->threads, (unsigned long long)loads,
+	        (unsigned long long)events, secs,
+	        o->parse_json ? " (JSON parsed)" : "",
+	        failed ? "FAILED" : "ok");
+	if (!failed)
+		result(o->label, o->threads, (double)events / secs, all, rss);
+	run_clock_destroy(&clk);
+	evs_store_free(store);
+	free(w);
+	free(tid);
+	free(all);
+	return failed;
+}
+
+/* ---- stream -------------------------------------------------------------- */
+
+typedef struct {
+	int64_t next;
+	int parse;
+	uint64_t bytes;
+} stream_ctx;
+
+static int stream_one(const evs_event *ev, void *payload)
+{
+	stream_ctx *c = payload;
+
+	if (read_event(ev, c->next, c->parse, &c->bytes) < 0)
+		return 1;
+	c->next++;
+	return 0;
+}
+
+static int cmd_stream(const options *o)
+{
+	evs_store *store = NULL;
+	evs_error err = EVS_ERROR_INIT;
+	stream_ctx c = {0, o->parse_json, 0};
+	double before, rss, secs;
+	int64_t t0, t1;
+	int rc;
+
+	if (o->stream == NULL || o->events < 0) {
+		fprintf(stderr,
+		        "evs-bench stream: needs --stream and --events\n");
+		return 2;
+	}
+	if (open_store(&store, o, 1) < 0)
+		return 1;
+	before = peak_rss_mb();
+	t0 = now_ns();
+	rc = evs_store_foreach(store, o->stream, EVS_NO_VERSION, stream_one, &c,
+	                       &err);
+	t1 = now_ns();
+	rss = peak_rss_mb();
+	secs = (double)(t1 - t0) / 1e9;
+	if (rc < 0)
+		fail_err("evs_store_foreach", rc, &err);
+	else if (rc > 0)
+		fail("stream: event %lld is out of order", (long long)c.next);
+	else if (c.next != o->events)
+		fail("stream: %s holds %lld events, expected %lld", o->stream,
+		     (long long)c.next, o->events);
+	fprintf(stderr,
+	        "evs-bench stream: %lld events (%.1f MB of text) in %.2f s; "
+	        "peak RSS %.1f MB (%.1f MB after opening the store)%s; "
+	        "check %s\n", (long long)c.next, (double)c.bytes / 1048576.0,
+	        secs, rss, before, o->parse_json ? " (JSON parsed)" : "",
+	        failed ? "FAILED" : "ok");
+	if (!failed)
+		result(o->label, 1, (double)c.next / secs, NULL, rss);
+	evs_store_free(store);
+	evs_error_clear(&err);
+	return failed;
+}
+
+int main(int argc, char **argv)
+{
+	options o;
+
+	if (parse_args(&o, argc, argv) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(o.cmd, "append") == 0)
+		return cmd_append(&o);
+	if (strcmp(o.cmd, "contend") == 0)
+		return cmd_contend(&o);
+	if (strcmp(o.cmd, "load") == 0)
+		return cmd_load(&o);
+	if (strcmp(o.cmd, "stream") == 0)
+		return cmd_stream(&o);
+	fprintf(stderr, "evs-bench: unknown command %s\n", o.cmd);
+	usage(stderr);
+	return 2;
+}
