@@ -118,7 +118,26 @@ chmod 755 "$EVS_TEST_PG_RESTART"
 export EVS_TEST_PG_DSN EVS_TEST_PG_RESTART
 echo "with-pg: throwaway PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') in $dir" >&2
 
-# Not exec: the trap must run when the command ends.
+# The command runs in a process group of its own, so that an interrupt
+# reaches all of it through us (a test runner may catch SIGINT and carry
+# on), and the server is removed only once nothing uses it. Not exec: the
+# trap must run when the command ends.
+# shellcheck disable=SC2317 # called by the traps
+stop_command() {
+	kill -TERM "-$child" 2>/dev/null || true
+	i=0
+	while kill -0 "$child" 2>/dev/null && [ "$i" -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -KILL "-$child" 2>/dev/null || true
+	exit "$1"
+}
 set +e
-"$@"
+setsid "$@" <&0 &
+child=$!
+trap 'stop_command 130' INT
+trap 'stop_command 143' TERM
+trap 'stop_command 129' HUP
+wait "$child"
 exit $?
