@@ -1,7 +1,9 @@
-# evstore: plain Makefile. `make` builds the library; `make check` runs the
-# tests; `make demo` runs the example; `make help` lists the rest.
+# evstore: plain Makefile. `make` builds the library and the evstore tool;
+# `make check` runs the tests; `make demo` runs the example on PostgreSQL;
+# `make help` lists the rest.
 #
-# Knobs: PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR (install), CC CXX
+# Knobs: PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR BINDIR MANDIR DESTDIR
+# (install), CC CXX
 # PKG_CONFIG, CFLAGS CPPFLAGS LDFLAGS (added to ours, never replacing them),
 # WERROR=0 (warnings stay warnings), OPT (default -O2 -g), BUILD (build/).
 # `make check`, `demo`, `asan` and `valgrind` first run scripts/deps.sh,
@@ -11,6 +13,8 @@ PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+BINDIR       ?= $(PREFIX)/bin
+MANDIR       ?= $(PREFIX)/share/man
 PKG_CONFIG   ?= pkg-config
 
 # Versions live only in version.h. While MAJOR is 0, every minor release may
@@ -46,6 +50,8 @@ TEST_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Itest $(WARN) \
               $(OPT) $(SAN) $(DEPS_CFLAGS) $(CHECK_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 EX_CFLAGS   = -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude $(WARN) $(OPT) \
               $(SAN) $(DEPS_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+TOOL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Itools $(WARN) \
+              $(OPT) $(SAN) $(DEPS_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 # -z defs: every symbol the .so uses must come from a library it names.
 # (Not with sanitizers: their runtime comes from the executable.)
 SO_LDFLAGS  = -shared -Wl,-soname,$(SONAME) \
@@ -64,17 +70,24 @@ INTEG_OBJS := $(INTEG_SRCS:%.c=$(BUILD)/%.o)
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLES     := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
+# The evstore tool: tools/*.c plus the sql/ migrations, embedded.
+MIGRATIONS := $(sort $(wildcard sql/[0-9][0-9][0-9][0-9]_*.sql))
+TOOL_SRCS  := $(wildcard tools/*.c)
+TOOL_OBJS  := $(TOOL_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/tools/migrations.o
+EVSTORE    := $(BUILD)/tools/evstore
+
 # What `make check` runs, in order, after building. check-integration runs
 # the same contract suite, and the PostgreSQL suites, on a real server.
-CHECKS = check-unit check-integration check-headers check-exports \
-         check-install
+CHECKS = check-unit check-integration check-cli check-headers \
+         check-exports check-install
 
-.PHONY: all check check-unit check-integration check-headers check-exports check-install \
-        deps need-pkgs need-check asan valgrind examples demo install \
-        uninstall clean help bench FORCE
+.PHONY: all check check-unit check-integration check-cli check-headers \
+        check-exports check-install deps need-pkgs need-check asan \
+        valgrind examples tools demo install uninstall clean help bench \
+        FORCE
 
 all: $(BUILD)/$(REALNAME) $(BUILD)/$(SONAME) $(BUILD)/libevstore.so \
-     $(BUILD)/libevstore.a $(BUILD)/evstore.pc
+     $(BUILD)/libevstore.a $(BUILD)/evstore.pc $(EVSTORE)
 
 # ---- packages ----------------------------------------------------------
 
@@ -127,6 +140,28 @@ $(BUILD)/evstore.pc: evstore.pc.in $(BUILD)/pc.vars
 	    -e 's|@INCLUDEDIR@|$(call pcdir,$(INCLUDEDIR))|' \
 	    -e 's|@VERSION@|$(VERSION)|' $< > $@
 
+# ---- the evstore tool ----------------------------------------------------
+
+tools: $(EVSTORE)
+
+# The migrations become byte arrays in a generated C file; a static
+# assertion there ties the last one to EVS_PG_SCHEMA_VERSION.
+$(BUILD)/tools/migrations.c: $(MIGRATIONS) tools/embed-sql.sh
+	@mkdir -p $(@D)
+	sh tools/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/tools/migrations.o: $(BUILD)/tools/migrations.c | need-pkgs
+	$(CC) $(TOOL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(BUILD)/tools/%.o: tools/%.c | need-pkgs
+	@mkdir -p $(@D)
+	$(CC) $(TOOL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+# Linked with the static library: the installed tool needs no libevstore.so.
+$(EVSTORE): $(TOOL_OBJS) $(BUILD)/libevstore.a
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(BUILD)/libevstore.a \
+	    $(DEPS_LIBS) -pthread
+
 # ---- tests -------------------------------------------------------------
 
 $(BUILD)/test/%.o: test/%.c | need-pkgs need-check
@@ -160,6 +195,11 @@ check-unit: $(BUILD)/test/unit-runner
 check-integration: $(BUILD)/test/integration-runner
 	sh scripts/with-pg.sh sh test/integration/run.sh \
 	    $(BUILD)/test/integration-runner
+
+# Every evstore subcommand against the throwaway server (test/cli/run.sh):
+# its own schemas, dropped at the end.
+check-cli: $(EVSTORE)
+	sh scripts/with-pg.sh sh test/cli/run.sh $(EVSTORE)
 
 # Each public header on its own (twice, for the guard) as C99, C11 and
 # C++11; then test/headers.c (C11) and test/headers.cpp (C++) include them
@@ -249,10 +289,10 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libevstore.a | need-pkgs
 	$(CC) $(EX_CFLAGS) -MMD -MP -MF $@.d $(LDFLAGS) -o $@ $< \
 	    $(BUILD)/libevstore.a $(DEPS_LIBS) -pthread
 
+# Packages (when root), build, a throwaway PostgreSQL unless EVS_PG_DSN
+# names one, evstore migrate, the example, evstore read: scripts/demo.sh.
 demo:
-	@sh scripts/deps.sh build
-	@$(MAKE) --no-print-directory $(BUILD)/examples/bank_account
-	$(BUILD)/examples/bank_account
+	@MAKE='$(MAKE)' sh scripts/demo.sh $(BUILD)
 
 # ---- benchmarks --------------------------------------------------------
 
@@ -278,11 +318,14 @@ install: all
 	install -d $(DESTDIR)$(INCLUDEDIR)/evstore
 	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/evstore/
 	install -D -m 644 $(BUILD)/evstore.pc $(DESTDIR)$(PKGCONFIGDIR)/evstore.pc
+	install -D -m 755 $(EVSTORE) $(DESTDIR)$(BINDIR)/evstore
+	install -D -m 644 tools/evstore.1 $(DESTDIR)$(MANDIR)/man1/evstore.1
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libevstore.so $(DESTDIR)$(LIBDIR)/libevstore.a \
 	      $(DESTDIR)$(PKGCONFIGDIR)/evstore.pc \
+	      $(DESTDIR)$(BINDIR)/evstore $(DESTDIR)$(MANDIR)/man1/evstore.1 \
 	      $(HEADERS:include/%=$(DESTDIR)$(INCLUDEDIR)/%)
 	rmdir $(DESTDIR)$(INCLUDEDIR)/evstore 2>/dev/null || true
 
@@ -290,17 +333,20 @@ clean:
 	rm -rf build build-asan $(BUILD)
 
 help:
-	@echo "make              library: $(BUILD)/$(REALNAME), .a, evstore.pc"
+	@echo "make              library: $(BUILD)/$(REALNAME), .a, evstore.pc;"
+	@echo "                  and the tool: $(EVSTORE)"
 	@echo "make check        deps, then: $(CHECKS)"
 	@echo "make check-unit   Check unit + contract suites (memory backend)"
 	@echo "make check-integration  PostgreSQL suites (throwaway server)"
+	@echo "make check-cli    every evstore subcommand (throwaway server)"
 	@echo "make asan         unit + integration with ASan+UBSan (build-asan/)"
 	@echo "make valgrind     unit runner under valgrind (CK_FORK=no)"
-	@echo "make demo         build and run examples/bank_account"
+	@echo "make demo         bank_account on a throwaway PostgreSQL"
+	@echo "                  (or on EVS_PG_DSN's), then evstore read"
 	@echo "make deps         install missing Debian packages (root)"
 	@echo "make bench        benchmarks beside pgbench (BENCH_QUICK=1: short)"
-	@echo "make install      PREFIX=$(PREFIX) LIBDIR INCLUDEDIR DESTDIR"
+	@echo "make install      PREFIX=$(PREFIX) LIBDIR INCLUDEDIR BINDIR MANDIR DESTDIR"
 	@echo "make uninstall    same variables"
 
 -include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(INTEG_OBJS:.o=.d) \
-         $(EXAMPLES:=.d)
+         $(EXAMPLES:=.d) $(TOOL_OBJS:.o=.d)

@@ -5,13 +5,21 @@
  * a version conflict looks like and how the retry helper resolves it;
  * then the account is rebuilt by replaying its events.
  *
- * Usage: bank_account [--help]
+ * Usage: bank_account [--dsn DSN] [--schema NAME] [--account ID]
+ *        bank_account --memory [--account ID]
+ *
+ * The events go to PostgreSQL: --dsn, else $EVS_PG_DSN, else libpq's PG*
+ * variables; in schema --schema, else $EVS_PG_SCHEMA, else "evstore"
+ * (create it first with `evstore migrate`). --memory uses the in-memory
+ * store instead, and prints the stream at the end. The account id is
+ * new on every run unless --account names one.
  */
 #include <json-c/json.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <evstore/evstore.h>
 
@@ -86,7 +94,8 @@ typedef struct {
 	const char *kind; /* "open", "deposit", "withdraw" */
 	const char *owner;
 	long amount;
-	int attempts; /* how many times decide ran */
+	int attempts;  /* how many times decide ran */
+	long think_us; /* a teller counting the cash: widens the race */
 } command;
 
 static int raise_amount(evs_aggregate *agg, const char *type, long amount,
@@ -106,7 +115,13 @@ static int decide(evs_aggregate *agg, void *payload, evs_error *err)
 	command *cmd = payload;
 	account *a = evs_aggregate_state(agg);
 
-	cmd->attempts++;
+	/* Counting the cash takes a moment, the first time only: a retry
+	 * just re-checks the reloaded balance. */
+	if (cmd->attempts++ == 0 && cmd->think_us > 0) {
+		struct timespec ts = {0, cmd->think_us * 1000};
+
+		nanosleep(&ts, NULL);
+	}
 	if (strcmp(cmd->kind, "open") == 0) {
 		json_object *data;
 		int rc;
@@ -133,12 +148,12 @@ static int decide(evs_aggregate *agg, void *payload, evs_error *err)
 /* ---- the demo -------------------------------------------------------- */
 
 static evs_repo *repo;
-static const char *const ACCOUNT = "account-42";
+static char ACCOUNT[EVS_ID_MAX + 1];
 
 static int run(const char *kind, const char *owner, long amount,
-               command *cmd_out)
+               long think_us, command *cmd_out)
 {
-	command cmd = {kind, owner, amount, 0};
+	command cmd = {kind, owner, amount, 0, think_us};
 	evs_error err = EVS_ERROR_INIT;
 	int rc = evs_repo_update(NULL, repo, ACCOUNT, EVS_REPO_CREATE, 10,
 	                         decide, &cmd, &err);
@@ -159,15 +174,22 @@ typedef struct {
 	int failures;
 } teller;
 
+static pthread_barrier_t start_line;
+
 static void *teller_run(void *arg)
 {
 	teller *t = arg;
 	int i;
 
+	/* Each round, both tellers start a deposit at once, and each takes
+	 * a millisecond between loading the account and saving: one saves
+	 * first, the other's save conflicts, and the retry helper reloads
+	 * the account and saves again. */
 	for (i = 0; i < t->deposits; i++) {
 		command cmd;
 
-		if (run("deposit", NULL, 1000, &cmd) != 0)
+		pthread_barrier_wait(&start_line);
+		if (run("deposit", NULL, 1000, 1000, &cmd) != 0)
 			t->failures++;
 		t->retries += cmd.attempts - 1;
 	}
@@ -191,34 +213,99 @@ static void print_stream(evs_store *store)
 	evs_event_list_free(list);
 }
 
+static int usage(const char *prog, int code)
+{
+	fprintf(code ? stderr : stdout,
+	        "usage: %s [--dsn DSN] [--schema NAME] [--account ID]\n"
+	        "       %s --memory [--account ID]\n\n"
+	        "Runs the bank-account example on PostgreSQL (DSN: --dsn, "
+	        "else $EVS_PG_DSN,\n"
+	        "else libpq's PG* variables; schema: --schema, else "
+	        "$EVS_PG_SCHEMA, else\n"
+	        "evstore; create it with `evstore migrate`), or with --memory "
+	        "on an\n"
+	        "in-memory store.\n", prog, prog);
+	return code;
+}
+
+/* A fresh account id, so that runs against the same database do not
+ * meet each other's accounts. */
+static int new_account_id(evs_error *err)
+{
+	evs_uuid u;
+
+	if (evs_uuid_generate(&u, err) < 0)
+		return -1;
+	snprintf(ACCOUNT, sizeof(ACCOUNT), "account-%02x%02x%02x",
+	         u.bytes[13], u.bytes[14], u.bytes[15]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	evs_error err = EVS_ERROR_INIT;
 	evs_store *store = NULL;
 	evs_aggregate *mine = NULL, *theirs = NULL;
 	teller tellers[2] = {{"teller A", 10, 0, 0}, {"teller B", 10, 0, 0}};
+	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
+	const char *dsn = getenv("EVS_PG_DSN"), *account_id = NULL;
+	int memory = 0;
 	pthread_t th[2];
 	account *a;
 	int rc = 1, i;
 
-	if (argc > 1) {
-		printf("usage: %s\n\nRuns the bank-account example on an "
-		       "in-memory evstore store.\n", argv[0]);
-		return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+	opts.schema = getenv("EVS_PG_SCHEMA");
+	if (opts.schema != NULL && opts.schema[0] == '\0')
+		opts.schema = NULL;
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char **value = strcmp(arg, "--dsn") == 0      ? &dsn
+		                     : strcmp(arg, "--schema") == 0 ? &opts.schema
+		                     : strcmp(arg, "--account") == 0
+		                             ? &account_id
+		                             : NULL;
+
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+			return usage(argv[0], 0);
+		if (strcmp(arg, "--memory") == 0) {
+			memory = 1;
+		} else if (value != NULL && i + 1 < argc) {
+			*value = argv[++i];
+		} else {
+			fprintf(stderr, "bank_account: bad argument \"%s\"\n",
+			        arg);
+			return usage(argv[0], 2);
+		}
 	}
-	if (evs_store_open_memory(&store, &err) < 0 ||
-	    evs_repo_new(&repo, store, &account_type, &err) < 0) {
-		fprintf(stderr, "bank_account: %s\n", err.message);
+	if (account_id != NULL)
+		snprintf(ACCOUNT, sizeof(ACCOUNT), "%s", account_id);
+	else if (new_account_id(&err) < 0)
+		goto fail;
+	if ((memory ? evs_store_open_memory(&store, &err)
+	            : evs_store_open_pg(&store, dsn ? dsn : "", &opts,
+	                                &err)) < 0 ||
+	    evs_repo_new(&repo, store, &account_type, &err) < 0)
+		goto fail;
+	if (memory)
+		printf("evstore %s: bank-account example, in-memory store\n\n",
+		       evs_version());
+	else
+		printf("evstore %s: bank-account example, PostgreSQL schema "
+		       "\"%s\"\n\n", evs_version(),
+		       opts.schema ? opts.schema : "evstore");
+
+	if ((rc = run("open", "Ada Lovelace", 0, 0, NULL)) != 0 ||
+	    (rc = run("deposit", NULL, 5000, 0, NULL)) != 0) {
+		if (rc == REFUSED_ALREADY_OPEN)
+			fprintf(stderr, "bank_account: %s is already open: "
+			        "choose another --account\n", ACCOUNT);
+		rc = 1;
 		goto done;
 	}
-	printf("evstore %s: bank-account example (in-memory store)\n\n",
-	       evs_version());
-
-	run("open", "Ada Lovelace", 0, NULL);
-	run("deposit", NULL, 5000, NULL);
+	rc = 1;
 	printf("1. opened %s for Ada Lovelace and deposited 50.00\n", ACCOUNT);
 
-	if (run("withdraw", NULL, 8000, NULL) == REFUSED_OVERDRAFT)
+	if (run("withdraw", NULL, 8000, 0, NULL) == REFUSED_OVERDRAFT)
 		printf("2. withdrawing 80.00 is refused: no overdraft "
 		       "(balance 50.00)\n");
 
@@ -227,10 +314,8 @@ int main(int argc, char **argv)
 	    evs_repo_load(&theirs, repo, ACCOUNT, &err) < 0 ||
 	    raise_amount(mine, "Withdrawn", 2000, &err) < 0 ||
 	    raise_amount(theirs, "Withdrawn", 2000, &err) < 0 ||
-	    evs_repo_save(repo, mine, &err) < 0) {
-		fprintf(stderr, "bank_account: %s\n", err.message);
-		goto done;
-	}
+	    evs_repo_save(repo, mine, &err) < 0)
+		goto fail;
 	printf("3. two clerks loaded version 1; the first saved a 20.00 "
 	       "withdrawal\n");
 	if (evs_repo_save(repo, theirs, &err) == EVS_ECONFLICT)
@@ -239,32 +324,39 @@ int main(int argc, char **argv)
 	evs_error_clear(&err);
 
 	/* Two tellers race through the retry helper. */
+	pthread_barrier_init(&start_line, NULL, 2);
 	for (i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, teller_run, &tellers[i]);
 	for (i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
-	printf("4. two tellers each deposited 10 x 10.00 at once; the retry "
-	       "helper\n   reloaded and retried %d times after conflicts, "
-	       "%d deposits failed\n",
+	pthread_barrier_destroy(&start_line);
+	printf("4. two tellers deposited 10.00 at the same moment, 10 times "
+	       "each:\n   %d saves conflicted; the retry helper reloaded and "
+	       "saved them again\n   (%d deposits failed)\n",
 	       tellers[0].retries + tellers[1].retries,
 	       tellers[0].failures + tellers[1].failures);
 
 	evs_aggregate_free(mine);
 	mine = NULL;
-	if (evs_repo_load(&mine, repo, ACCOUNT, &err) < 0) {
-		fprintf(stderr, "bank_account: %s\n", err.message);
-		goto done;
-	}
+	if (evs_repo_load(&mine, repo, ACCOUNT, &err) < 0)
+		goto fail;
 	a = evs_aggregate_state(mine);
 	printf("5. reloaded by replaying %lld events: owner %s, balance "
 	       "%ld.%02ld, version %lld\n",
 	       (long long)evs_aggregate_version(mine) + 1, a->owner,
 	       a->balance / 100, a->balance % 100,
 	       (long long)evs_aggregate_version(mine));
-	print_stream(store);
+	if (memory)
+		print_stream(store);
+	else
+		printf("6. the events stay in PostgreSQL; see them with\n"
+		       "   evstore read %s --format table\n", ACCOUNT);
 	rc = a->balance == 5000 - 2000 + 20 * 1000 ? 0 : 1;
 	if (rc != 0)
 		fprintf(stderr, "bank_account: the balance is wrong\n");
+	goto done;
+fail:
+	fprintf(stderr, "bank_account: %s\n", err.message);
 done:
 	evs_aggregate_free(mine);
 	evs_aggregate_free(theirs);

@@ -1,0 +1,111 @@
+/* tools/cli.h: what the evstore tool's files share. */
+#ifndef EVSTORE_TOOLS_CLI_H
+#define EVSTORE_TOOLS_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <evstore/evstore.h>
+
+/* The documented exit codes (evstore(1)). */
+enum {
+	EXIT_OK = 0,
+	EXIT_ERR = 1,     /* anything that went wrong */
+	EXIT_USAGE = 2,   /* bad command line */
+	EXIT_CONFLICT = 3 /* an append met another version */
+};
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CLI_PRINTF(f, a)
+#endif
+
+/* Where to connect: --dsn, else EVS_PG_DSN, else "" (libpq's PG*
+ * variables); --schema, else EVS_PG_SCHEMA, else "evstore". */
+typedef struct cli_conn {
+	const char *dsn;
+	const char *schema;
+} cli_conn;
+
+/* Prints "evstore: MESSAGE" (one line) on stderr; returns @p code. */
+int cli_fail(int code, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* Prints "evstore CMD: MESSAGE (see evstore CMD --help)" on stderr and
+ * returns EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* Prints a failed call's message and returns its exit code
+ * (EXIT_CONFLICT for EVS_ECONFLICT, else EXIT_ERR). @p prefix, when not
+ * NULL, goes before the message ("line 12: "). */
+int cli_store_fail(const evs_error *err, const char *prefix);
+
+/* Opens the PostgreSQL store, or prints why not. Returns an exit code. */
+int cli_open_store(evs_store **out, const cli_conn *conn,
+                   unsigned int pool_size);
+
+/* Microseconds since the epoch as RFC 3339 UTC with microseconds:
+ * "2024-05-01T12:34:56.123456Z" (27 characters and a NUL). */
+#define CLI_TIME_LEN 32
+void cli_format_time(char out[CLI_TIME_LEN], int64_t micros);
+
+/* Parses a whole decimal integer within [min, max]; 0 or -1. */
+int cli_parse_int(int64_t *out, const char *text, int64_t min, int64_t max);
+
+/* 1234567 as "1,234,567". */
+void cli_format_count(char *out, size_t size, int64_t n);
+
+/* ---- a growable byte buffer ---- */
+
+typedef struct cli_buf {
+	char *p;
+	size_t len, cap;
+} cli_buf;
+
+/* These abort the program (exit 1, "out of memory") when memory runs
+ * out: the tool cannot do anything useful then. */
+void cli_buf_add(cli_buf *b, const char *s, size_t n);
+void cli_buf_adds(cli_buf *b, const char *s);
+void cli_buf_addc(cli_buf *b, char c);
+void cli_buf_printf(cli_buf *b, const char *fmt, ...) CLI_PRINTF(2, 3);
+void *cli_xmalloc(size_t n);
+void *cli_xrealloc(void *p, size_t n);
+char *cli_xstrdup(const char *s);
+
+/* ---- NDJSON (tools/ndjson.c) ---- */
+
+/* Appends @p s as a JSON string, quotes included. */
+void ndjson_add_string(cli_buf *b, const char *s);
+
+/* Appends one event as a JSON object with every stored field and a
+ * newline: stream_id, version, event_id, type, data, metadata (null when
+ * none), position, recorded_at. */
+void ndjson_add_event(cli_buf *b, const evs_event *ev);
+
+/* One line of an export, parsed. The strings point into the line, which
+ * ndjson_parse_line() rewrites in place. */
+typedef struct ndjson_event {
+	const char *stream_id;
+	const char *event_id;
+	const char *type;
+	const char *data;     /* raw JSON text, as written */
+	const char *metadata; /* raw JSON text, or NULL for null or absent */
+	int64_t version;
+} ndjson_event;
+
+/* Parses @p line (length @p len, NUL-terminated, modified in place).
+ * Returns 0, or -1 with a short reason in @p why ("missing field
+ * \"type\"", "not valid JSON: ... at byte 17"). */
+int ndjson_parse_line(ndjson_event *out, char *line, size_t len,
+                      char *why, size_t why_size);
+
+/* ---- export and import (tools/transfer.c) ---- */
+
+/* Exports @p n_streams streams (all of them when 0) to stdout. */
+int cmd_export(int n_streams, char **streams, const cli_conn *conn);
+
+/* Imports @p file (stdin when NULL or "-") with @p jobs connections. */
+int cmd_import(int jobs, const char *file, const cli_conn *conn);
+
+#endif

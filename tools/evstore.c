@@ -1,0 +1,886 @@
+/* tools/evstore.c: the evstore command: migrate, status, append, read,
+ * export and import, against a PostgreSQL event store. Only the
+ * migration runner (migrate.c) talks to libpq; the rest uses the public
+ * evstore API, as any application would. */
+#define _GNU_SOURCE /* getopt_long */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "migrate.h"
+
+/* ---- shared helpers ---------------------------------------------------- */
+
+int cli_fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("evstore: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "evstore%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see evstore%s%s --help)\n", cmd ? " " : "",
+	        cmd ? cmd : "");
+	return EXIT_USAGE;
+}
+
+int cli_store_fail(const evs_error *err, const char *prefix)
+{
+	cli_fail(EXIT_ERR, "%s%s", prefix ? prefix : "",
+	         err->message ? err->message : evs_strerror(err->code));
+	return err->code == EVS_ECONFLICT ? EXIT_CONFLICT : EXIT_ERR;
+}
+
+int cli_open_store(evs_store **out, const cli_conn *conn,
+                   unsigned int pool_size)
+{
+	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	int rc;
+
+	opts.schema = conn->schema;
+	opts.pool_size = pool_size;
+	/* Threads of an import may wait on each other's stream locks. */
+	opts.pool_timeout_ms = 60000;
+	if (evs_store_open_pg(out, conn->dsn, &opts, &err) == 0)
+		return EXIT_OK;
+	rc = cli_store_fail(&err, NULL);
+	evs_error_clear(&err);
+	return rc;
+}
+
+void cli_format_time(char out[CLI_TIME_LEN], int64_t micros)
+{
+	int64_t secs = micros / 1000000, us = micros % 1000000;
+	time_t t;
+	struct tm tm;
+	size_t len;
+
+	if (us < 0) {
+		us += 1000000;
+		secs--;
+	}
+	t = (time_t)secs;
+	if (gmtime_r(&t, &tm) == NULL) {
+		snprintf(out, CLI_TIME_LEN, "?");
+		return;
+	}
+	len = strftime(out, CLI_TIME_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + len, CLI_TIME_LEN - len, ".%06dZ", (int)us);
+}
+
+int cli_parse_int(int64_t *out, const char *text, int64_t min, int64_t max)
+{
+	char *end;
+	long long v;
+
+	if (text[0] == '\0' || text[0] == ' ' || text[0] == '+')
+		return -1;
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+void cli_format_count(char *out, size_t size, int64_t n)
+{
+	char digits[32];
+	size_t len, i, o = 0;
+
+	len = (size_t)snprintf(digits, sizeof(digits), "%lld", (long long)n);
+	for (i = 0; i < len && o + 2 < size; i++) {
+		if (i > 0 && digits[i - 1] != '-' && (len - i) % 3 == 0)
+			out[o++] = ',';
+		out[o++] = digits[i];
+	}
+	out[o] = '\0';
+}
+
+static void out_of_memory(void)
+{
+	cli_fail(EXIT_ERR, "out of memory");
+	exit(EXIT_ERR);
+}
+
+void *cli_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}
+
+void *cli_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}
+
+char *cli_xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	return memcpy(cli_xmalloc(n), s, n);
+}
+
+static void buf_reserve(cli_buf *b, size_t more)
+{
+	size_t cap;
+
+	if (b->len + more + 1 <= b->cap)
+		return;
+	for (cap = b->cap ? b->cap : 256; cap < b->len + more + 1; cap *= 2)
+		;
+	b->p = cli_xrealloc(b->p, cap);
+	b->cap = cap;
+}
+
+void cli_buf_add(cli_buf *b, const char *s, size_t n)
+{
+	buf_reserve(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void cli_buf_adds(cli_buf *b, const char *s)
+{
+	cli_buf_add(b, s, strlen(s));
+}
+
+void cli_buf_addc(cli_buf *b, char c)
+{
+	cli_buf_add(b, &c, 1);
+}
+
+void cli_buf_printf(cli_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		out_of_memory();
+	buf_reserve(b, (size_t)n);
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* ---- option parsing shared by the subcommands -------------------------- */
+
+enum { OPT_DSN = 0x100, OPT_SCHEMA, OPT_HELP = 'h' };
+
+#define COMMON_OPTIONS                                                       \
+	{"dsn", required_argument, NULL, OPT_DSN},                           \
+	{"schema", required_argument, NULL, OPT_SCHEMA},                     \
+	{"help", no_argument, NULL, OPT_HELP}
+
+#define CONN_HELP                                                            \
+	"  --dsn DSN        libpq connection string or URI (default: "          \
+	"$EVS_PG_DSN,\n"                                                     \
+	"                   else libpq's PG* variables)\n"                      \
+	"  --schema NAME    schema of the evstore tables (default: "           \
+	"$EVS_PG_SCHEMA,\n"                                                  \
+	"                   else evstore)\n"                                    \
+	"  -h, --help       show this help\n"
+
+/* What every subcommand's option loop does with the shared options and
+ * getopt's complaints. Returns -1 to go on, else an exit code. */
+static int common_option(int c, const char *cmd, const char *help,
+                         char **argv, cli_conn *conn)
+{
+	switch (c) {
+	case OPT_DSN:
+		conn->dsn = optarg;
+		return -1;
+	case OPT_SCHEMA:
+		conn->schema = optarg;
+		return -1;
+	case OPT_HELP:
+		fputs(help, stdout);
+		return EXIT_OK;
+	case ':':
+		return cli_usage(cmd, "option %s needs a value",
+		                 argv[optind - 1]);
+	case '?':
+		if (optopt != 0 && optopt < 0x100)
+			return cli_usage(cmd, "unknown option -%c", optopt);
+		return cli_usage(cmd, "unknown option %s", argv[optind - 1]);
+	default:
+		return cli_usage(cmd, "unexpected option");
+	}
+}
+
+/* Fills in what the command line left out, from the environment. */
+static int resolve_conn(cli_conn *conn, const char *cmd)
+{
+	if (conn->dsn == NULL)
+		conn->dsn = getenv("EVS_PG_DSN");
+	if (conn->dsn == NULL)
+		conn->dsn = "";
+	if (conn->schema == NULL) {
+		conn->schema = getenv("EVS_PG_SCHEMA");
+		if (conn->schema == NULL || conn->schema[0] == '\0')
+			conn->schema = "evstore";
+	}
+	if (conn->schema[0] == '\0' || strlen(conn->schema) > 63)
+		return cli_usage(cmd, "the schema name must be 1 to 63 bytes");
+	return -1;
+}
+
+static int want_args(const char *cmd, int have, int min, int max)
+{
+	if (have < min)
+		return cli_usage(cmd, "missing arguments");
+	if (have > max)
+		return cli_usage(cmd, "too many arguments");
+	return -1;
+}
+
+/* ---- migrate ------------------------------------------------------------ */
+
+static const char migrate_help[] =
+	"usage: evstore migrate [--dry-run] [--dsn DSN] [--schema NAME]\n"
+	"\n"
+	"Applies the pending sql/ migrations (carried inside evstore) in "
+	"order, each\n"
+	"in its own transaction, under an advisory lock so that two runs "
+	"cannot\n"
+	"collide. Prints one \"applied NNNN_name\" line per migration.\n"
+	"\n"
+	"  --dry-run        print the SQL that would be sent; change nothing\n"
+	CONN_HELP;
+
+static int cmd_migrate(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"dry-run", no_argument, NULL, 'n'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	int c, rc, dry_run = 0;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'n')
+			dry_run = 1;
+		else if ((rc = common_option(c, "migrate", migrate_help, argv,
+		                             conn)) >= 0)
+			return rc;
+	}
+	if ((rc = want_args("migrate", argc - optind, 0, 0)) >= 0 ||
+	    (rc = resolve_conn(conn, "migrate")) >= 0)
+		return rc;
+	return mig_migrate(conn->dsn, conn->schema, dry_run, stdout);
+}
+
+/* ---- status ------------------------------------------------------------- */
+
+static const char status_help[] =
+	"usage: evstore status [--dsn DSN] [--schema NAME]\n"
+	"\n"
+	"Shows the schema's version and pending migrations, the number of "
+	"streams and\n"
+	"events, and when the newest event was recorded. Exits 0 when the "
+	"schema is\n"
+	"ready for this evstore, 1 otherwise (missing, pending migrations, "
+	"or newer).\n"
+	"\n"
+	CONN_HELP;
+
+static int cmd_status(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {COMMON_OPTIONS,
+	                                     {NULL, 0, NULL, 0}};
+	mig_counts counts = {0, 0, -1};
+	mig_state st;
+	char at[CLI_TIME_LEN];
+	size_t i, pending;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1)
+		if ((rc = common_option(c, "status", status_help, argv,
+		                        conn)) >= 0)
+			return rc;
+	if ((rc = want_args("status", argc - optind, 0, 0)) >= 0 ||
+	    (rc = resolve_conn(conn, "status")) >= 0)
+		return rc;
+	if ((rc = mig_status(conn->dsn, conn->schema, &st, &counts)) != 0)
+		return rc;
+	if (!st.schema_exists)
+		return cli_fail(EXIT_ERR, "schema \"%s\" does not exist: run "
+		                "evstore migrate", conn->schema);
+	if (st.version == 0)
+		return cli_fail(EXIT_ERR, "schema \"%s\" holds no evstore "
+		                "tables: run evstore migrate", conn->schema);
+	pending = (size_t)st.version < mig_count
+	                  ? mig_count - (size_t)st.version : 0;
+	printf("schema:        \"%s\", version %d", conn->schema, st.version);
+	if ((size_t)st.version > mig_count)
+		printf(" (newer than the %zu this evstore knows)\n", mig_count);
+	else
+		fputs(pending ? "\n" : " (up to date)\n", stdout);
+	printf("pending:       ");
+	if (pending == 0)
+		printf("none\n");
+	for (i = (size_t)st.version; i < mig_count; i++)
+		printf("%s%s", mig_files[i].name,
+		       i + 1 < mig_count ? ", " : "\n");
+	printf("streams:       %lld\n", (long long)counts.streams);
+	printf("events:        %lld\n", (long long)counts.events);
+	if (counts.newest_us >= 0)
+		cli_format_time(at, counts.newest_us);
+	printf("newest event:  %s\n", counts.newest_us >= 0 ? at : "none");
+	if (pending > 0)
+		return cli_fail(EXIT_ERR, "schema \"%s\" has %zu pending "
+		                "migration%s: run evstore migrate",
+		                conn->schema, pending, pending > 1 ? "s" : "");
+	if ((size_t)st.version > mig_count)
+		return cli_fail(EXIT_ERR, "schema \"%s\" is at version %d, newer "
+		                "than the %zu this evstore (%s) knows: upgrade "
+		                "evstore", conn->schema, st.version, mig_count,
+		                evs_version());
+	return EXIT_OK;
+}
+
+/* ---- append ------------------------------------------------------------- */
+
+static const char append_help[] =
+	"usage: evstore append STREAM TYPE [DATA|-] [--expected N|any|exists]\n"
+	"                      [--metadata JSON] [--id UUID] [--dsn DSN] "
+	"[--schema NAME]\n"
+	"\n"
+	"Appends one event to STREAM and prints the stream's new version. "
+	"DATA is\n"
+	"JSON text (default: {}); - reads it from standard input. Exits 3, "
+	"printing\n"
+	"the conflict, when the stream is not at the expected version.\n"
+	"\n"
+	"  --expected N     the stream must be at version N (-1: must have "
+	"no events)\n"
+	"  --expected any   no check (the default)\n"
+	"  --expected exists  the stream must hold one event or more\n"
+	"  --metadata JSON  a JSON object stored beside the data\n"
+	"  --id UUID        the event id (default: a new UUIDv7); sending "
+	"the same id\n"
+	"                   again after the same version stores nothing\n"
+	CONN_HELP;
+
+/* Reads all of stdin. */
+static char *read_stdin(void)
+{
+	cli_buf b = {NULL, 0, 0};
+	char chunk[65536];
+	size_t n;
+
+	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+		cli_buf_add(&b, chunk, n);
+	if (ferror(stdin)) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p ? b.p : cli_xstrdup("");
+}
+
+static int cmd_append(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"expected", required_argument, NULL, 'e'},
+		{"metadata", required_argument, NULL, 'm'},
+		{"id", required_argument, NULL, 'i'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *expected_text = "any", *metadata = NULL, *id_text = NULL;
+	const char *stream, *type, *data = "{}";
+	char *data_buf = NULL;
+	int64_t expected = EVS_ANY_VERSION, version = 0;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	evs_event *ev = NULL;
+	evs_uuid id;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'e')
+			expected_text = optarg;
+		else if (c == 'm')
+			metadata = optarg;
+		else if (c == 'i')
+			id_text = optarg;
+		else if ((rc = common_option(c, "append", append_help, argv,
+		                             conn)) >= 0)
+			return rc;
+	}
+	if ((rc = want_args("append", argc - optind, 2, 3)) >= 0 ||
+	    (rc = resolve_conn(conn, "append")) >= 0)
+		return rc;
+	stream = argv[optind];
+	type = argv[optind + 1];
+	if (strcmp(expected_text, "any") == 0)
+		expected = EVS_ANY_VERSION;
+	else if (strcmp(expected_text, "exists") == 0)
+		expected = EVS_STREAM_EXISTS;
+	else if (cli_parse_int(&expected, expected_text, -1,
+	                       INT64_MAX - 1) < 0)
+		return cli_usage("append", "--expected takes a version (-1 or "
+		                 "more), any or exists, not \"%s\"",
+		                 expected_text);
+	if (id_text != NULL && evs_uuid_parse(&id, id_text, NULL) < 0)
+		return cli_usage("append", "--id takes a UUID, not \"%s\"",
+		                 id_text);
+	if (argc - optind == 3) {
+		data = argv[optind + 2];
+		if (strcmp(data, "-") == 0) {
+			data = data_buf = read_stdin();
+			if (data == NULL)
+				return cli_fail(EXIT_ERR, "could not read "
+				                "standard input: %s",
+				                strerror(errno));
+		}
+	}
+	/* The event is checked before anything is sent. */
+	if (evs_event_new_json(&ev, type, data, metadata, &err) < 0 ||
+	    (id_text != NULL && evs_event_set_id(ev, &id, &err) < 0)) {
+		rc = cli_store_fail(&err, NULL);
+		goto done;
+	}
+	if ((rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
+		goto done;
+	if (evs_store_append(&version, store, stream, expected, &ev, 1,
+	                     &err) < 0) {
+		rc = cli_store_fail(&err, NULL);
+		goto done;
+	}
+	printf("%lld\n", (long long)version);
+	rc = EXIT_OK;
+done:
+	evs_event_free(ev);
+	evs_store_free(store);
+	evs_error_clear(&err);
+	free(data_buf);
+	return rc;
+}
+
+/* ---- read --------------------------------------------------------------- */
+
+static const char read_help[] =
+	"usage: evstore read STREAM [--from N] [--limit N] "
+	"[--format ndjson|table]\n"
+	"                    [--dsn DSN] [--schema NAME]\n"
+	"\n"
+	"Prints the events of STREAM, oldest first.\n"
+	"\n"
+	"  --from N         start at version N (default 0)\n"
+	"  --limit N        print at most N events\n"
+	"  --format ndjson  one JSON object per line, every stored field (as "
+	"export);\n"
+	"                   the default when standard output is not a "
+	"terminal\n"
+	"  --format table   aligned columns version, type, recorded_at, "
+	"data; data is\n"
+	"                   cut to the terminal's width; the default on a "
+	"terminal\n"
+	CONN_HELP;
+
+typedef struct row {
+	char version[24];
+	char at[CLI_TIME_LEN];
+	char *type;
+	char *data;
+} row;
+
+typedef struct read_ctx {
+	int64_t limit; /* -1: none */
+	int64_t count;
+	int table;
+	cli_buf out;
+	row *rows;
+	size_t n_rows, cap_rows;
+} read_ctx;
+
+static int read_one(const evs_event *ev, void *payload)
+{
+	read_ctx *ctx = payload;
+
+	if (ctx->limit >= 0 && ctx->count >= ctx->limit)
+		return 1;
+	ctx->count++;
+	if (!ctx->table) {
+		ndjson_add_event(&ctx->out, ev);
+		if (ctx->out.len >= (1u << 16)) {
+			fwrite(ctx->out.p, 1, ctx->out.len, stdout);
+			ctx->out.len = 0;
+		}
+	} else {
+		row *r;
+
+		if (ctx->n_rows == ctx->cap_rows) {
+			ctx->cap_rows = ctx->cap_rows ? 2 * ctx->cap_rows : 64;
+			ctx->rows = cli_xrealloc(ctx->rows, ctx->cap_rows *
+			                                        sizeof(row));
+		}
+		r = &ctx->rows[ctx->n_rows++];
+		snprintf(r->version, sizeof(r->version), "%lld",
+		         (long long)evs_event_version(ev));
+		cli_format_time(r->at, evs_event_recorded_at(ev));
+		r->type = cli_xstrdup(evs_event_type(ev));
+		r->data = cli_xstrdup(evs_event_data_json(ev));
+	}
+	return ctx->limit >= 0 && ctx->count >= ctx->limit ? 1 : 0;
+}
+
+/* Display width of UTF-8 text, one column per character. */
+static size_t text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+/* Prints @p s in at most @p width columns, ending with "..." when cut. */
+static void print_cut(const char *s, size_t width)
+{
+	size_t w = 0, i = 0, keep;
+
+	if (text_width(s) <= width) {
+		fputs(s, stdout);
+		return;
+	}
+	if (width < 4) {
+		fputs("...", stdout);
+		return;
+	}
+	keep = width - 3;
+	while (s[i] != '\0') {
+		if (((unsigned char)s[i] & 0xc0) != 0x80) {
+			if (w == keep)
+				break;
+			w++;
+		}
+		i++;
+	}
+	fwrite(s, 1, i, stdout);
+	fputs("...", stdout);
+}
+
+static void print_table(read_ctx *ctx)
+{
+	size_t wv = strlen("version"), wt = strlen("type"), i, used;
+	size_t width = SIZE_MAX;
+	struct winsize ws;
+
+	for (i = 0; i < ctx->n_rows; i++) {
+		if (strlen(ctx->rows[i].version) > wv)
+			wv = strlen(ctx->rows[i].version);
+		if (text_width(ctx->rows[i].type) > wt)
+			wt = text_width(ctx->rows[i].type);
+	}
+	if (isatty(STDOUT_FILENO) &&
+	    ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		width = ws.ws_col;
+	used = wv + 2 + wt + 2 + 27 + 2;
+	printf("%*s  %-*s  %-27s  data\n", (int)wv, "version", (int)wt, "type",
+	       "recorded_at");
+	for (i = 0; i < ctx->n_rows; i++) {
+		row *r = &ctx->rows[i];
+
+		printf("%*s  %s%*s  %-27s  ", (int)wv, r->version, r->type,
+		       (int)(wt - text_width(r->type)), "", r->at);
+		print_cut(r->data, width > used + 10 ? width - used - 1 : 10);
+		putchar('\n');
+		free(r->type);
+		free(r->data);
+	}
+}
+
+static int cmd_read(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"from", required_argument, NULL, 'f'},
+		{"limit", required_argument, NULL, 'l'},
+		{"format", required_argument, NULL, 'F'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	read_ctx ctx = {-1, 0, 0, {NULL, 0, 0}, NULL, 0, 0};
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	const char *format = NULL;
+	int64_t from = 0;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'f') {
+			if (cli_parse_int(&from, optarg, 0, INT64_MAX - 1) < 0)
+				return cli_usage("read", "--from takes a "
+				                 "version (0 or more), not "
+				                 "\"%s\"", optarg);
+		} else if (c == 'l') {
+			if (cli_parse_int(&ctx.limit, optarg, 0,
+			                  INT64_MAX) < 0)
+				return cli_usage("read", "--limit takes a "
+				                 "count (0 or more), not "
+				                 "\"%s\"", optarg);
+		} else if (c == 'F') {
+			format = optarg;
+		} else if ((rc = common_option(c, "read", read_help, argv,
+		                               conn)) >= 0) {
+			return rc;
+		}
+	}
+	if ((rc = want_args("read", argc - optind, 1, 1)) >= 0 ||
+	    (rc = resolve_conn(conn, "read")) >= 0)
+		return rc;
+	if (format == NULL)
+		ctx.table = isatty(STDOUT_FILENO);
+	else if (strcmp(format, "table") == 0)
+		ctx.table = 1;
+	else if (strcmp(format, "ndjson") != 0)
+		return cli_usage("read", "--format is ndjson or table, not "
+		                 "\"%s\"", format);
+	if ((rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
+		return rc;
+	rc = ctx.limit == 0 ? 0
+	                    : evs_store_foreach(store, argv[optind], from - 1,
+	                                        read_one, &ctx, &err);
+	if (rc < 0) {
+		rc = cli_store_fail(&err, NULL);
+		for (size_t i = 0; i < ctx.n_rows; i++) {
+			free(ctx.rows[i].type);
+			free(ctx.rows[i].data);
+		}
+	} else {
+		rc = EXIT_OK;
+		if (ctx.table)
+			print_table(&ctx);
+		else if (ctx.out.len > 0)
+			fwrite(ctx.out.p, 1, ctx.out.len, stdout);
+	}
+	free(ctx.rows);
+	free(ctx.out.p);
+	evs_store_free(store);
+	evs_error_clear(&err);
+	return rc;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+typedef struct command {
+	const char *name;
+	int (*run)(int argc, char **argv, cli_conn *conn);
+	const char *summary;
+} command;
+
+static int run_export(int argc, char **argv, cli_conn *conn);
+static int run_import(int argc, char **argv, cli_conn *conn);
+
+static const command commands[] = {
+	{"migrate", cmd_migrate, "apply the pending schema migrations"},
+	{"status", cmd_status, "schema version, streams, events"},
+	{"append", cmd_append, "append one event to a stream"},
+	{"read", cmd_read, "print a stream's events"},
+	{"export", run_export, "write events as NDJSON"},
+	{"import", run_import, "append NDJSON events back, idempotently"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* export and import live in transfer.c, with their own option loops;
+ * these adapters give them the shared option handling. */
+static const char export_help[] =
+	"usage: evstore export [STREAM...] [--dsn DSN] [--schema NAME]\n"
+	"\n"
+	"Writes events to standard output as NDJSON: one JSON object per "
+	"line with\n"
+	"stream_id, version, event_id, type, data, metadata, position and "
+	"recorded_at.\n"
+	"Without STREAM, every stream, in commit order; with STREAMs, each "
+	"of them in\n"
+	"version order. Shows a progress bar when standard error is a "
+	"terminal.\n"
+	"\n"
+	CONN_HELP;
+
+static const char import_help[] =
+	"usage: evstore import [FILE|-] [--jobs N] [--dsn DSN] "
+	"[--schema NAME]\n"
+	"\n"
+	"Appends the events of an NDJSON file (as export writes it; default: "
+	"standard\n"
+	"input) keeping their stream ids, versions and event ids. Importing "
+	"the same\n"
+	"file again changes nothing. Shows a progress bar when standard "
+	"error is a\n"
+	"terminal. Exits 3 when a stream holds other events at those "
+	"versions.\n"
+	"\n"
+	"  --jobs N         connections appending in parallel, each taking "
+	"whole\n"
+	"                   streams (default 4)\n"
+	CONN_HELP;
+
+typedef struct transfer_opts {
+	int jobs;
+} transfer_opts;
+
+static int parse_transfer(int argc, char **argv, cli_conn *conn,
+                          const char *cmd, const char *help,
+                          transfer_opts *t)
+{
+	static const struct option export_opts[] = {COMMON_OPTIONS,
+	                                            {NULL, 0, NULL, 0}};
+	static const struct option import_opts[] = {
+		{"jobs", required_argument, NULL, 'j'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, ":h",
+	                        t ? import_opts : export_opts, NULL)) != -1) {
+		int64_t jobs;
+
+		if (c == 'j' && t != NULL) {
+			if (cli_parse_int(&jobs, optarg, 1, 64) < 0)
+				return cli_usage(cmd, "--jobs takes a number "
+				                 "from 1 to 64, not \"%s\"",
+				                 optarg);
+			t->jobs = (int)jobs;
+		} else if ((rc = common_option(c, cmd, help, argv, conn)) >=
+		           0) {
+			return rc;
+		}
+	}
+	return resolve_conn(conn, cmd);
+}
+
+static int run_export(int argc, char **argv, cli_conn *conn)
+{
+	int rc = parse_transfer(argc, argv, conn, "export", export_help, NULL);
+
+	if (rc >= 0)
+		return rc;
+	return cmd_export(argc - optind, argv + optind, conn);
+}
+
+static int run_import(int argc, char **argv, cli_conn *conn)
+{
+	transfer_opts t = {4};
+	int rc = parse_transfer(argc, argv, conn, "import", import_help, &t);
+
+	if (rc >= 0)
+		return rc;
+	if ((rc = want_args("import", argc - optind, 0, 1)) >= 0)
+		return rc;
+	return cmd_import(t.jobs, argc - optind > 0 ? argv[optind] : NULL,
+	                  conn);
+}
+
+static void main_help(void)
+{
+	size_t i;
+
+	printf("usage: evstore [--dsn DSN] [--schema NAME] COMMAND "
+	       "[ARG...]\n"
+	       "       evstore COMMAND --help | --version\n\n"
+	       "Manages an evstore event store in PostgreSQL.\n\n"
+	       "Commands:\n");
+	for (i = 0; i < N_COMMANDS; i++)
+		printf("  %-9s%s\n", commands[i].name, commands[i].summary);
+	printf("\nOptions (also after the command):\n" CONN_HELP
+	       "  --version        print the version\n\n"
+	       "Exit codes: 0 success, 1 error, 2 bad usage, 3 version "
+	       "conflict.\n"
+	       "See evstore(1) for more.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"version", no_argument, NULL, 'V'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	cli_conn conn = {NULL, NULL};
+	const char *name;
+	size_t i;
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			main_help();
+			return EXIT_OK;
+		case 'V':
+			printf("evstore %s (schema version %zu)\n",
+			       evs_version(), mig_count);
+			return EXIT_OK;
+		default: {
+			int rc = common_option(c, NULL, "", argv, &conn);
+
+			if (rc >= 0)
+				return rc;
+		}
+		}
+	}
+	if (optind >= argc)
+		return cli_usage(NULL, "no command given");
+	name = argv[optind];
+	if (strcmp(name, "help") == 0) {
+		if (optind + 1 >= argc) {
+			main_help();
+			return EXIT_OK;
+		}
+		/* "evstore help read" is "evstore read --help". */
+		name = argv[optind + 1];
+		for (i = 0; i < N_COMMANDS; i++)
+			if (strcmp(name, commands[i].name) == 0) {
+				char *help_argv[] = {argv[optind + 1],
+				                     (char *)"--help", NULL};
+
+				optind = 0;
+				return commands[i].run(2, help_argv, &conn);
+			}
+		return cli_usage(NULL, "unknown command \"%s\"", name);
+	}
+	for (i = 0; i < N_COMMANDS; i++)
+		if (strcmp(name, commands[i].name) == 0) {
+			argc -= optind;
+			argv += optind;
+			/* 0 makes GNU getopt start over (past argv[0]). */
+			optind = 0;
+			return commands[i].run(argc, argv, &conn);
+		}
+	return cli_usage(NULL, "unknown command \"%s\"", name);
+}
