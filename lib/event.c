@@ -207,7 +207,7 @@ copy:
 }
 
 /* Parses JSON text; *out is yours (NULL for JSON null). */
-static json_object *parse_text(const char *text, size_t len, int strict,
+static json_object *parse_text(const char *text, size_t len,
                                enum json_tokener_error *jerr, size_t *end)
 {
 	json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
@@ -219,8 +219,6 @@ static json_object *parse_text(const char *text, size_t len, int strict,
 		*end = SIZE_MAX;
 		return NULL;
 	}
-	if (strict)
-		json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	/* Passing the NUL too tells json-c the text ends there. */
 	v = json_tokener_parse_ex(tok, text, (int)len + 1);
 	*jerr = json_tokener_get_error(tok);
@@ -229,47 +227,34 @@ static json_object *parse_text(const char *text, size_t len, int strict,
 	return v;
 }
 
-/* Parses JSON text strictly; *out is yours (NULL for JSON null). */
-static int parse_strict(json_object **out, const char *what,
-                        const char *text, evs_error *err)
+/* Checks JSON text the caller gave: strict JSON, valid UTF-8, and nothing
+ * jsonb or a json-c double cannot hold. No json-c tree is built: the
+ * accessors parse on first use, and most events are never looked at. */
+static int check_text(const char *what, const char *text, size_t len,
+                      evs_error *err)
 {
-	size_t len = strlen(text), end, wide_len;
-	enum json_tokener_error jerr;
 	const char *why = NULL;
-	json_object *v;
-	char *wide;
+	size_t where;
 
-	*out = NULL;
 	if (!evs__utf8_valid(text, len))
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s is not valid UTF-8", what);
 	if (len > (size_t)INT32_MAX - 16)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s is larger than 2 GB", what);
-	if (evs__json_check(text, len, &end, &why) < 0)
+	if (evs__json_check(text, len, &where, &why) < 0)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "%s is not valid JSON: %s at byte %zu", what,
-		                     why, end);
-	/* Valid. json-c would clamp integers past 64 bits: widen them. */
-	wide = widen_big_integers(text, len, &wide_len);
-	if (wide_len == SIZE_MAX)
-		return evs__error_nomem(err);
-	v = wide ? parse_text(wide, wide_len, 1, &jerr, &end)
-	         : parse_text(text, len, 1, &jerr, &end);
-	free(wide);
-	if (jerr != json_tokener_success) {
-		/* Our check passed, so json-c can only have run out of
-		 * memory. */
-		json_object_put(v);
-		return evs__error_nomem(err);
-	}
-	if (check_tree(v, 0, &why) < 0) {
-		json_object_put(v);
-		return evs_error_set(err, EVS_EINVALID, NULL, "%s %s", what,
-		                     why);
-	}
-	*out = v;
+		                     why, where);
 	return 0;
+}
+
+/* The first character of a valid JSON text that is not white space. */
+static char first_char(const char *text)
+{
+	while (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r')
+		text++;
+	return *text;
 }
 
 static int check_metadata_type(json_object *meta, evs_error *err)
@@ -332,7 +317,7 @@ int evs_event_new_json(evs_event **out, const char *type,
                        const char *data_json, const char *metadata_json,
                        evs_error *err)
 {
-	json_object *data = NULL, *meta = NULL;
+	size_t dlen, mlen = 0;
 	evs_event *ev;
 	int rc;
 
@@ -347,36 +332,31 @@ int evs_event_new_json(evs_event **out, const char *type,
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "data must not be NULL (write \"null\" for "
 		                     "JSON null)");
-	if ((rc = parse_strict(&data, "data", data_json, err)) < 0)
+	dlen = strlen(data_json);
+	if ((rc = check_text("data", data_json, dlen, err)) < 0)
 		return rc;
 	if (metadata_json != NULL) {
-		if ((rc = parse_strict(&meta, "metadata", metadata_json,
-		                       err)) < 0)
-			goto fail;
-		if (meta == NULL) {
-			rc = evs_error_set(err, EVS_EINVALID, NULL,
-			                   "metadata must be a JSON object, not "
-			                   "null (pass NULL for none)");
-			goto fail;
-		}
-		if ((rc = check_metadata_type(meta, err)) < 0)
-			goto fail;
+		char c;
+
+		mlen = strlen(metadata_json);
+		if ((rc = check_text("metadata", metadata_json, mlen, err)) < 0)
+			return rc;
+		c = first_char(metadata_json);
+		if (c != '{')
+			return evs_error_set(err, EVS_EINVALID, NULL,
+			                     "metadata must be a JSON object, not %s%s",
+			                     c == '[' ? "an array" :
+			                     c == '"' ? "a string" :
+			                     c == 'n' ? "null" :
+			                     c == 't' || c == 'f' ? "a boolean" :
+			                     "a number",
+			                     c == 'n' ? " (pass NULL for none)" : "");
 	}
-	ev = event_alloc(type, strlen(type), data_json, strlen(data_json),
-	                 metadata_json,
-	                 metadata_json ? strlen(metadata_json) : 0, NULL, 0);
-	if (ev == NULL) {
-		rc = evs__error_nomem(err);
-		goto fail;
-	}
-	/* The parse is done: keep it for the accessors. */
-	atomic_store(&ev->data_obj, data);
-	atomic_store(&ev->metadata_obj, meta);
+	ev = event_alloc(type, strlen(type), data_json, dlen, metadata_json,
+	                 mlen, NULL, 0);
+	if (ev == NULL)
+		return evs__error_nomem(err);
 	return finish_new(out, ev, err);
-fail:
-	json_object_put(data);
-	json_object_put(meta);
-	return rc;
 }
 
 int evs_event_new_stored(evs_event **out, const evs_uuid *id,
@@ -486,8 +466,8 @@ static json_object *lazy_parse(_Atomic(json_object *) *slot,
 	wide = widen_big_integers(text, len, &wide_len);
 	if (wide_len == SIZE_MAX)
 		return NULL; /* out of memory, as documented */
-	cur = wide ? parse_text(wide, wide_len, 0, &jerr, &end)
-	           : parse_text(text, len, 0, &jerr, &end);
+	cur = wide ? parse_text(wide, wide_len, &jerr, &end)
+	           : parse_text(text, len, &jerr, &end);
 	free(wide);
 	if (cur == NULL)
 		return NULL; /* JSON null */

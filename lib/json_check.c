@@ -1,8 +1,9 @@
 /* A strict JSON syntax check (RFC 8259), because json-c's parser, even in
  * strict mode, accepts single quotes, "1.", leading zeros and raw control
  * characters in strings. json-c still builds the values; this only decides
- * what is JSON. It also refuses what PostgreSQL's jsonb cannot store: a
- * \u0000 escape and an unpaired UTF-16 surrogate escape. */
+ * what is JSON. It also refuses what PostgreSQL's jsonb cannot store (a
+ * \u0000 escape, an unpaired UTF-16 surrogate escape) and numbers beyond
+ * the range of a double, which json-c would read as infinity. */
 #include <string.h>
 
 #include "common_int.h"
@@ -111,12 +112,61 @@ static int scan_string(scanner *sc)
 	return fail(sc, "a string is not closed");
 }
 
+/* 1 when the number s[0..n) (JSON syntax, no sign) is beyond what a
+ * double holds: json-c would read it as infinity. Works on the decimal
+ * digits, not with strtod(), which depends on the locale. Numbers within
+ * 1e-16 of DBL_MAX may be refused although they would round to it. */
+static int too_large_for_double(const char *s, size_t n)
+{
+	static const char max17[] = "17976931348623157"; /* DBL_MAX digits */
+	char sig[18];
+	size_t i = 0, int_digits = 0, nsig = 0, lead = 0;
+	long exp10 = 0, e = 0;
+	int seen_nonzero = 0, esign = 1;
+
+	for (; i < n && is_digit(s[i]); i++, int_digits++) {
+		if (s[i] != '0')
+			seen_nonzero = 1;
+		if (!seen_nonzero)
+			lead++;
+		else if (nsig < 17)
+			sig[nsig++] = s[i];
+	}
+	if (i < n && s[i] == '.')
+		for (i++; i < n && is_digit(s[i]); i++) {
+			if (s[i] != '0')
+				seen_nonzero = 1;
+			if (!seen_nonzero)
+				lead++;
+			else if (nsig < 17)
+				sig[nsig++] = s[i];
+		}
+	if (!seen_nonzero)
+		return 0;
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (s[i] == '+' || s[i] == '-')
+			esign = s[i++] == '-' ? -1 : 1;
+		for (; i < n && is_digit(s[i]); i++)
+			if (e < 100000)
+				e = e * 10 + (s[i] - '0');
+	}
+	/* The power of ten of the first significant digit. */
+	exp10 = (long)int_digits - 1 - (long)lead + esign * e;
+	if (exp10 != 308)
+		return exp10 > 308;
+	sig[nsig] = '\0';
+	return strcmp(sig, max17) > 0;
+}
+
 static int scan_number(scanner *sc)
 {
 	const char *s = sc->s;
+	size_t digits;
 
 	if (s[sc->pos] == '-')
 		sc->pos++;
+	digits = sc->pos;
 	if (sc->pos < sc->len && s[sc->pos] == '0') {
 		sc->pos++;
 	} else if (sc->pos < sc->len && is_digit(s[sc->pos])) {
@@ -143,6 +193,10 @@ static int scan_number(scanner *sc)
 	}
 	if (sc->pos < sc->len && is_digit(s[sc->pos]))
 		return fail(sc, "a number has a leading zero");
+	if (too_large_for_double(s + digits, sc->pos - digits)) {
+		sc->pos = digits;
+		return fail(sc, "a number is too large for a double");
+	}
 	return 0;
 }
 
