@@ -1,6 +1,8 @@
 /* The repository: loads aggregates by replaying their streams and saves
  * them with an optimistic-concurrency check. */
 #include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "aggregate_int.h"
 
@@ -170,6 +172,24 @@ static int run_decide(evs_decide_cb decide, evs_aggregate *agg,
 	return rc;
 }
 
+/* After the n-th conflict, waits a random time up to 2^(n-1) ms, at most
+ * 64 ms ("full jitter"): writers that collided spread out instead of
+ * colliding again, which matters more than the wait. */
+static void backoff(int attempt)
+{
+	unsigned int r = 0;
+	long cap_us = 1000L << (attempt - 1 < 6 ? attempt - 1 : 6);
+	struct timespec ts;
+	long us;
+
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = (unsigned int)evs__now_us();
+	us = (long)(r % (unsigned long)(cap_us + 1));
+	ts.tv_sec = us / 1000000;
+	ts.tv_nsec = (us % 1000000) * 1000;
+	nanosleep(&ts, NULL);
+}
+
 int evs_repo_update(evs_aggregate **out, evs_repo *repo,
                     const char *aggregate_id, unsigned int flags,
                     int max_attempts, evs_decide_cb decide, void *payload,
@@ -213,6 +233,7 @@ int evs_repo_update(evs_aggregate **out, evs_repo *repo,
 			break;
 		evs_aggregate_free(agg);
 		agg = NULL;
+		backoff(attempt);
 	}
 	if (rc != 0)
 		goto done;

@@ -73,6 +73,8 @@ typedef int (*evs_decide_cb)(evs_aggregate *agg, void *payload,
  * Runs load, decide, save, and on EVS_ECONFLICT starts again with a fresh
  * load, up to @p max_attempts times in all. The decide callback may thus
  * run several times and must not have effects besides raising events.
+ * Before the n-th retry it waits a random time of up to 2^(n-1) ms (at
+ * most 64 ms), so that writers who collided spread out.
  * @param[out] out      may be NULL; else yours on success (the saved
  *                      aggregate, free with evs_aggregate_free()), NULL
  *                      on failure
