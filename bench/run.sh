@@ -1,0 +1,677 @@
+#!/bin/sh
+# bench/run.sh: evstore beside its floor (pgbench), on one server.
+#
+#   sh bench/run.sh path/to/evs-bench        (make bench runs it for you,
+#                                            inside scripts/with-pg.sh)
+#
+# Needs EVS_TEST_PG_DSN (a superuser's key=value conninfo) and PG_BIN (the
+# server binaries: psql, pgbench), as scripts/with-pg.sh exports them.
+# Creates the schema $BENCH_SCHEMA (default evs_bench) from
+# sql/0001_create_schema.sql, drops it again at the end, and runs, each
+# workload (and its floor) BENCH_RUNS times for BENCH_SECONDS each:
+#
+#   1 single-event appends, exact expected version, own streams, at 1, 4
+#     and 16 threads; floors: pipelined BEGIN; CAS UPDATE; INSERT; COMMIT
+#     (bench/append-cas.sql) and a plain one-row INSERT (append-insert.sql)
+#   2 100-event batch appends, same threads; floor: bench/append-batch.sql
+#   3 four threads on one stream through evs_repo_update()
+#   4 loading a 1,000-event stream, decoded, at 1 and 4 threads; floor:
+#     evstore's read statement through pgbench (bench/load.sql)
+#   5 streaming a 1,000,000-event stream (events/s and peak RSS)
+#   6 single appends (1 thread) with BENCH_EXISTING events in the table,
+#     and on an empty table (schema ${BENCH_SCHEMA}_empty), runs alternating
+#
+# Before every run of 1-3 the tables are emptied and checkpointed; 4-6 run
+# on the big table, loaded once with generate_series. Every run is checked:
+# evs-bench reads back every stream it wrote (count, versions, event ids),
+# and after every pgbench run SQL checks that each stream's versions are
+# 0..n-1 and the row count is what pgbench committed.
+#
+# Output: per-run lines, then one line per measurement (medians of the
+# runs)
+#   RESULT <workload> <threads> <events_per_s> <p50_ms> <p99_ms> <rss_mb>
+# ("-": not measured),
+#   RATIO <workload> <floor> <threads> <median> <per-round ratios>
+# (evstore over its floor, round by round, then the median), a table with
+# the ratios and the targets, the server's settings; after a full run (not BENCH_QUICK) the generated part
+# of bench/RESULTS.md is replaced (BENCH_WRITE_RESULTS=0: don't).
+#
+# Environment:
+#   BENCH_QUICK=1        1 run of 2 s each, 1,004,000 existing events
+#   BENCH_RUNS           runs per measurement (3; quick 1); medians
+#   BENCH_SECONDS        seconds per run (5; quick 2)
+#   BENCH_EXISTING       events in the table for workload 6 (5000000)
+#   BENCH_THREADS        thread counts for workloads 1 and 2 ("1 4 16")
+#   BENCH_SCHEMA         schema to use (evs_bench), and NAME_empty; both
+#                        dropped at the end
+#   BENCH_WRITE_RESULTS  0: leave bench/RESULTS.md alone
+set -eu
+
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+	echo "usage: $0 path/to/evs-bench (run by make bench)" >&2
+	exit 2
+fi
+EVS_BENCH=$1
+: "${EVS_TEST_PG_DSN:?run me through scripts/with-pg.sh (make bench)}"
+: "${PG_BIN:?run me through scripts/with-pg.sh (make bench)}"
+DSN=$EVS_TEST_PG_DSN
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+PSQL="$PG_BIN/psql"
+PGBENCH="$PG_BIN/pgbench"
+SCHEMA=${BENCH_SCHEMA:-evs_bench}
+EMPTY_SCHEMA=${SCHEMA}_empty   # workload 6's empty table
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+	RUNS=${BENCH_RUNS:-1}
+	SECS=${BENCH_SECONDS:-2}
+	EXISTING=${BENCH_EXISTING:-1004000}
+else
+	RUNS=${BENCH_RUNS:-3}
+	SECS=${BENCH_SECONDS:-5}
+	EXISTING=${BENCH_EXISTING:-5000000}
+fi
+THREADS=${BENCH_THREADS:-1 4 16}
+STREAM_EVENTS=1000000   # workload 5
+LOAD_EVENTS=1000        # workload 4: events per stream
+LOAD_STREAMS=4          # ... and streams (thread i reads load-(i mod 4))
+NSTREAMS=8              # workloads 1, 2, 6: streams per thread
+BATCH=100               # workload 2
+if [ "$EXISTING" -lt $((STREAM_EVENTS + LOAD_STREAMS * LOAD_EVENTS)) ]; then
+	echo "run.sh: BENCH_EXISTING must be at least" \
+		"$((STREAM_EVENTS + LOAD_STREAMS * LOAD_EVENTS))" >&2
+	exit 2
+fi
+export PGOPTIONS="-c search_path=$SCHEMA"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/evs-bench.XXXXXX")
+chmod 755 "$work"
+# shellcheck disable=SC2317 # called by the trap
+finish() {
+	status=$?
+	trap - EXIT INT TERM HUP
+	"$PSQL" -q -X -d "$DSN" -c "DROP SCHEMA IF EXISTS \"$SCHEMA\" CASCADE" \
+		-c "DROP SCHEMA IF EXISTS \"$EMPTY_SCHEMA\" CASCADE" \
+		>/dev/null 2>&1 || true
+	rm -rf "$work"
+	exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+start=$(date +%s)
+errors=0
+say() { echo "$*" >&2; }
+elapsed() { echo "$(($(date +%s) - start)) s"; }
+sql() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$DSN" "$@"; }
+sql_value() { "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -d "$DSN" -c "$1"; }
+failed_run() {
+	say "run.sh: FAILED: $*"
+	errors=$((errors + 1))
+}
+
+# ---- the payload the floors send (as evs-bench's, ~150 + ~130 bytes) ----
+
+DATA='{"account_id":"acct-1a2b3c4d-t00-s00","amount":12345,"currency":"EUR","reference":"invoice 2024-000123","channel":"online","note":"monthly payment"}'
+META='{"correlation_id":"00000000-0000-7001-8000-000000000123","causation_id":"00000000-0000-7002-9000-000000000123","user":"teller-07"}'
+# A text-format array of BATCH copies, quoted as libpq clients send them.
+array_of() {
+	printf '%s' "$1" | awk -v n="$BATCH" '{
+		gsub(/[\\"]/, "\\\\&"); e = "\"" $0 "\""; s = e
+		for (i = 1; i < n; i++) s = s "," e
+		printf "{%s}", s }'
+}
+DARR=$(array_of "$DATA")
+MARR=$(array_of "$META")
+
+# ---- bookkeeping: per-run lines, medians ------------------------------------
+
+: >"$work/runs"
+: >"$work/results"
+
+# record LABEL THREADS EPS P50 P99 RSS: one run's numbers
+record() {
+	echo "$*" >>"$work/runs"
+	echo "  run: $*"
+}
+
+# median LABEL THREADS: the RESULT line of that measurement's runs (each
+# field's median on its own).
+median() {
+	awk -v l="$1" -v t="$2" '
+	function med(f,    n, i, j, x, v) {
+		n = 0
+		for (i = 1; i <= cnt; i++) if (val[i, f] != "-") v[++n] = val[i, f] + 0
+		if (n == 0) return "-"
+		for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+		x = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		return x
+	}
+	$1 == l && $2 == t { cnt++; for (f = 3; f <= 6; f++) val[cnt, f] = $f }
+	END {
+		if (cnt == 0) exit
+		e = med(3); a = med(4); b = med(5); r = med(6)
+		printf "RESULT %s %s %s %s %s %s\n", l, t,
+			(e == "-" ? e : sprintf("%.1f", e)),
+			(a == "-" ? a : sprintf("%.3f", a)),
+			(b == "-" ? b : sprintf("%.3f", b)),
+			(r == "-" ? r : sprintf("%.1f", r))
+	}' "$work/runs" | tee -a "$work/results"
+}
+
+# ---- schema and table states -----------------------------------------------
+
+sql -c "DROP SCHEMA IF EXISTS \"$SCHEMA\" CASCADE" \
+    -c "DROP SCHEMA IF EXISTS \"$EMPTY_SCHEMA\" CASCADE" >/dev/null 2>&1
+sql -v schema="$SCHEMA" -f "$root/sql/0001_create_schema.sql" >/dev/null
+
+# Empty tables, and no dirty buffers left from the last run.
+fresh_tables() {
+	sql -c "TRUNCATE events, streams RESTART IDENTITY" -c CHECKPOINT
+}
+
+# seed_streams CLIENTS: the floors' streams, (c + 1) * 1000 + k, at
+# version 0 with one event each (evs-bench creates its own, untimed).
+seed_streams() {
+	sql -c "INSERT INTO streams (stream_id, version)
+	        SELECT ((c + 1) * 1000 + k)::text, 0
+	          FROM generate_series(0, $1 - 1) c,
+	               generate_series(0, $NSTREAMS - 1) k" \
+	    -c "INSERT INTO events (stream_id, version, event_id, type, data)
+	        SELECT stream_id, 0, gen_random_uuid(), 'Opened', '{}'
+	          FROM streams"
+}
+
+# check_tables EXPECTED_EVENTS: every stream's versions are 0..n-1, every
+# stream row is at its last event, and (unless "-") the count is right.
+check_tables() {
+	got=$(sql_value "
+	SELECT (SELECT count(*) FROM events) || ' ' ||
+	       (SELECT count(*) FROM (SELECT stream_id FROM events
+	          GROUP BY stream_id
+	          HAVING count(*) <> max(version) + 1 OR min(version) <> 0) x)
+	       || ' ' ||
+	       (SELECT count(*) FROM streams s LEFT JOIN (SELECT stream_id,
+	          max(version) AS hi FROM events GROUP BY stream_id) e
+	          USING (stream_id) WHERE e.hi IS DISTINCT FROM s.version)")
+	# shellcheck disable=SC2086 # three numbers
+	set -- "$1" $got
+	if [ "$3" != 0 ] || [ "$4" != 0 ] ||
+		{ [ "$1" != - ] && [ "$1" != "$2" ]; }; then
+		failed_run "table check: $2 events (expected $1)," \
+			"$3 streams with a gap or a duplicate version," \
+			"$4 stream rows not at their last event"
+		return 1
+	fi
+}
+
+# ---- one run of evs-bench or pgbench ---------------------------------------
+
+EVS_SCHEMA=   # set: evs-bench runs on this schema instead
+
+# evs LABEL THREADS ARGS...: one evs-bench run; records its RESULT lines.
+evs() {
+	label=$1 threads=$2
+	shift 2
+	if ! "$EVS_BENCH" "$@" --label "$label" --threads "$threads" \
+		--schema "${EVS_SCHEMA:-$SCHEMA}" --dsn "$DSN" >"$work/evs.out" 2>"$work/evs.err"; then
+		cat "$work/evs.err" >&2
+		failed_run "evs-bench $label at $threads threads"
+		return 1
+	fi
+	sed 's/^/  /' "$work/evs.err"
+	grep '^RESULT ' "$work/evs.out" | while read -r _ l t e a b r; do
+		record "$l" "$t" "$e" "$a" "$b" "$r"
+	done
+}
+
+# pgb LABEL CLIENTS EVENTS_PER_TX SEED EXPECT_CHECK SCRIPT [ARGS...]: one
+# pgbench run. Latencies come from its per-transaction log, leaving out
+# each client's first transaction (which prepares the statements).
+# SEED: events seeded before the run, for the count check; "-" skips the
+# table check (read-only scripts).
+pgb() {
+	label=$1 clients=$2 per_tx=$3 seeded=$4 script=$5
+	shift 5
+	rm -f "$work"/pgblog*
+	if ! "$PGBENCH" -n -M prepared -c "$clients" -j "$clients" -T "$SECS" \
+		-l --log-prefix="$work/pgblog" -f "$here/$script" "$@" "$DSN" \
+		>"$work/pgb.out" 2>&1 ||
+		grep -q 'error' "$work/pgb.out"; then
+		cat "$work/pgb.out" >&2
+		failed_run "pgbench $label at $clients clients"
+		return 1
+	fi
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/pgb.out")
+	done_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' \
+		"$work/pgb.out")
+	awk '$2 > 1 { print $3 }' "$work"/pgblog* | sort -n >"$work/lat"
+	# shellcheck disable=SC2046 # two numbers
+	set -- $(awk '{ v[NR] = $1 }
+	END {
+		n = NR
+		r = int(n * 0.5); if (r < n * 0.5) r++; if (r < 1) r = 1
+		s = int(n * 0.99); if (s < n * 0.99) s++; if (s < 1) s = 1
+		printf "%.3f %.3f\n", v[r] / 1000, v[s] / 1000
+	}' "$work/lat")
+	echo "  pgbench $script: $clients clients: $done_tx transactions," \
+		"tps $tps"
+	if [ "$seeded" != - ]; then
+		check_tables $((seeded + done_tx * per_tx)) || return 1
+	fi
+	record "$label" "$clients" \
+		"$(awk -v t="$tps" -v k="$per_tx" 'BEGIN { printf "%.1f", t * k }')" \
+		"$1" "$2" -
+}
+
+# ---- the server -----------------------------------------------------------
+
+SETTINGS="server_version fsync synchronous_commit full_page_writes
+wal_sync_method wal_level shared_buffers max_wal_size checkpoint_timeout
+work_mem max_connections autovacuum"
+settings_line() {
+	for s in $SETTINGS; do
+		printf '%s=%s ' "$s" "$(sql_value "SHOW $s")"
+	done
+}
+say "run.sh: runs of ${SECS} s, median of $RUNS; threads: $THREADS;" \
+	"$EXISTING existing events for workload 6$([ "$QUICK" = 1 ] &&
+		echo ' (BENCH_QUICK)')"
+say "run.sh: server: $(settings_line)"
+
+# ---- workloads 1 and 2: appends ---------------------------------------------
+
+# rotate N WORD...: the words, rotated left N times. Each round of runs
+# takes evstore and its floors in another order, so that neither always
+# runs first after a checkpoint, or last before the next workload.
+rotate() {
+	n=$1
+	shift
+	while [ "$n" -gt 0 ]; do
+		w=$1
+		shift
+		set -- "$@" "$w"
+		n=$((n - 1))
+	done
+	echo "$@"
+}
+
+# step WHAT THREADS: one run of one system, on emptied tables.
+step() {
+	fresh_tables >/dev/null
+	case $1 in
+	append1-evstore | append100-evstore)
+		batch=1
+		[ "$1" = append100-evstore ] && batch=$BATCH
+		if evs "$1" "$2" append --seconds "$SECS" --batch "$batch" \
+			--streams "$NSTREAMS"; then
+			check_tables - || true
+		fi ;;
+	append1-floor-cas)
+		seed_streams "$2" >/dev/null
+		pgb "$1" "$2" 1 $(($2 * NSTREAMS)) append-cas.sql \
+			-D n=0 -D nstreams="$NSTREAMS" -D data="$DATA" \
+			-D meta="$META" || true ;;
+	append1-floor-insert)
+		pgb "$1" "$2" 1 0 append-insert.sql \
+			-D n=0 -D nstreams="$NSTREAMS" -D data="$DATA" \
+			-D meta="$META" || true ;;
+	append100-floor)
+		seed_streams "$2" >/dev/null
+		pgb "$1" "$2" "$BATCH" $(($2 * NSTREAMS)) append-batch.sql \
+			-D n=0 -D nstreams="$NSTREAMS" -D batch="$BATCH" \
+			-D darr="$DARR" -D marr="$MARR" || true ;;
+	esac
+}
+
+say ""
+say "== 1. single-event appends, exact expected version ($(elapsed))"
+for t in $THREADS; do
+	for r in $(seq "$RUNS"); do
+		say "-- $t threads, run $r"
+		for what in $(rotate $(((r - 1) % 3)) append1-evstore \
+			append1-floor-cas append1-floor-insert); do
+			step "$what" "$t"
+		done
+	done
+	median append1-evstore "$t"
+	median append1-floor-cas "$t"
+	median append1-floor-insert "$t"
+done
+
+say ""
+say "== 2. $BATCH-event batch appends ($(elapsed))"
+for t in $THREADS; do
+	for r in $(seq "$RUNS"); do
+		say "-- $t threads, run $r"
+		for what in $(rotate $(((r - 1) % 2)) append100-evstore \
+			append100-floor); do
+			step "$what" "$t"
+		done
+	done
+	median append100-evstore "$t"
+	median append100-floor "$t"
+done
+
+say ""
+say "== 3. four threads contending on one stream, evs_repo_update ($(elapsed))"
+for r in $(seq "$RUNS"); do
+	say "-- run $r"
+	fresh_tables >/dev/null
+	if evs contend 4 contend --seconds "$SECS"; then
+		check_tables - || true
+	fi
+done
+median contend-ok 4
+median contend-conflicts 4
+
+# ---- the big table ----------------------------------------------------------
+
+# BENCH_EXISTING events: the 1,000,000-event stream "big-stream", the
+# streams load-0..3 of 1,000 events, and the rest in streams of 100 events
+# ("acct-" and an md5, so that new streams sort in among them). Loaded
+# without the indexes (rebuilt after, with the schema's names), in two
+# sessions, then vacuumed, analysed and checkpointed.
+say ""
+say "== loading $EXISTING events ($(elapsed))"
+filler=$((EXISTING - STREAM_EVENTS - LOAD_STREAMS * LOAD_EVENTS))
+fstreams=$((filler / 100))
+frest=$((filler - fstreams * 100))
+half=$((fstreams / 2))
+sql -c "TRUNCATE events, streams RESTART IDENTITY" \
+    -c "ALTER TABLE events DROP CONSTRAINT events_pkey,
+        DROP CONSTRAINT events_event_id_key" \
+    -c "DROP INDEX events_transaction_position" >/dev/null
+# filler FIRST LAST: streams acct-md5(i) for i in FIRST..LAST, 100 events
+filler_sql() {
+	echo "INSERT INTO streams (stream_id, version)
+	      SELECT 'acct-' || md5(i::text), 99 FROM generate_series($1, $2) i;
+	      INSERT INTO events (stream_id, version, event_id, type, data, metadata)
+	      SELECT s.id, v, gen_random_uuid(), 'Deposited', '$DATA', '$META'
+	        FROM (SELECT 'acct-' || md5(i::text) AS id
+	                FROM generate_series($1, $2) i) s,
+	             generate_series(0, 99) v;"
+}
+t0=$(date +%s)
+{
+	sql -c "INSERT INTO streams VALUES ('big-stream', $((STREAM_EVENTS - 1)))" \
+	    -c "INSERT INTO events (stream_id, version, event_id, type, data, metadata)
+	        SELECT 'big-stream', v, gen_random_uuid(), 'Deposited', '$DATA', '$META'
+	          FROM generate_series(0, $((STREAM_EVENTS - 1))) v" \
+	    -c "INSERT INTO streams
+	        SELECT 'load-' || s, $((LOAD_EVENTS - 1)) FROM generate_series(0, $((LOAD_STREAMS - 1))) s" \
+	    -c "INSERT INTO events (stream_id, version, event_id, type, data, metadata)
+	        SELECT 'load-' || s, v, gen_random_uuid(), 'Deposited',
+	               jsonb_set('$DATA', '{amount}', to_jsonb(v * 7 % 9973)),
+	               jsonb_set('$META', '{causation_id}', to_jsonb(gen_random_uuid()))
+	          FROM generate_series(0, $((LOAD_STREAMS - 1))) s,
+	               generate_series(0, $((LOAD_EVENTS - 1))) v" >/dev/null
+	if [ "$half" -ge 1 ]; then
+		sql -c "$(filler_sql 1 "$half")" >/dev/null
+	fi
+} &
+loader=$!
+if [ "$fstreams" -gt "$half" ]; then
+	sql -c "$(filler_sql $((half + 1)) "$fstreams")" >/dev/null
+fi
+if [ "$frest" -gt 0 ]; then
+	sql -c "INSERT INTO streams VALUES ('acct-rest', $((frest - 1)))" \
+	    -c "INSERT INTO events (stream_id, version, event_id, type, data)
+	        SELECT 'acct-rest', v, gen_random_uuid(), 'Deposited', '$DATA'
+	          FROM generate_series(0, $((frest - 1))) v" >/dev/null
+fi
+wait "$loader"
+t1=$(date +%s)
+sql -c "SET maintenance_work_mem = '512MB'" \
+    -c "ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY (stream_id, version),
+        ADD CONSTRAINT events_event_id_key UNIQUE (stream_id, event_id)" \
+    -c "CREATE INDEX events_transaction_position
+        ON events (transaction_id, global_position)" >/dev/null
+t2=$(date +%s)
+sql -c "VACUUM (ANALYZE) events" -c "VACUUM (ANALYZE) streams" -c CHECKPOINT \
+	>/dev/null
+t3=$(date +%s)
+check_tables "$EXISTING" || true
+say "   rows $((t1 - t0)) s, indexes $((t2 - t1)) s, vacuum and checkpoint" \
+	"$((t3 - t2)) s; table $(sql_value "SELECT pg_size_pretty(pg_total_relation_size('events'))")"
+
+# ---- workload 4: loading a 1,000-event stream -------------------------------
+
+say ""
+say "== 4. loading a $LOAD_EVENTS-event stream, decoded ($(elapsed))"
+for t in 1 4; do
+	for r in $(seq "$RUNS"); do
+		say "-- $t threads, run $r"
+		for what in $(rotate $(((r - 1) % 2)) evstore floor); do
+			if [ "$what" = evstore ]; then
+				evs load1000-evstore "$t" load --seconds "$SECS" \
+					--stream load --streams "$LOAD_STREAMS" \
+					--events "$LOAD_EVENTS" || true
+			else
+				pgb load1000-floor "$t" "$LOAD_EVENTS" - load.sql \
+					-D nstreams="$LOAD_STREAMS" || true
+			fi
+		done
+	done
+	median load1000-evstore "$t"
+	median load1000-floor "$t"
+done
+
+# ---- workload 5: streaming a 1,000,000-event stream -------------------------
+
+say ""
+say "== 5. streaming a $STREAM_EVENTS-event stream ($(elapsed))"
+for r in $(seq "$RUNS"); do
+	say "-- run $r"
+	evs stream1M-evstore 1 stream --stream big-stream \
+		--events "$STREAM_EVENTS" || true
+done
+median stream1M-evstore 1
+
+# ---- workload 6: appends on the big table -----------------------------------
+
+# Runs alternate between the big table and an empty one (a second schema,
+# emptied and checkpointed before each run), so that both see the same
+# disk and the same neighbours.
+existing_label=$(awk -v n="$EXISTING" 'BEGIN {
+	if (n % 1000000 == 0) print n / 1000000 "M"; else print n }')
+say ""
+say "== 6. single appends on an empty table and with $EXISTING existing" \
+	"events ($(elapsed))"
+sql -v schema="$EMPTY_SCHEMA" -f "$root/sql/0001_create_schema.sql" >/dev/null
+for r in $(seq "$RUNS"); do
+	say "-- run $r"
+	for what in $(rotate $(((r - 1) % 2)) empty big); do
+		if [ "$what" = empty ]; then
+			sql -c "TRUNCATE \"$EMPTY_SCHEMA\".events, \"$EMPTY_SCHEMA\".streams" \
+			    -c CHECKPOINT >/dev/null
+			EVS_SCHEMA=$EMPTY_SCHEMA
+			evs append1-at0-evstore 1 append --seconds "$SECS" \
+				--batch 1 --streams "$NSTREAMS" || true
+			EVS_SCHEMA=
+		else
+			sql -c CHECKPOINT >/dev/null
+			evs "append1-at$existing_label-evstore" 1 append \
+				--seconds "$SECS" --batch 1 --streams "$NSTREAMS" ||
+				true
+		fi
+	done
+done
+median append1-at0-evstore 1
+median "append1-at$existing_label-evstore" 1
+check_tables - || true
+
+# ---- the summary ------------------------------------------------------------
+
+say ""
+say "== done in $(elapsed)"
+machine="$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo |
+	sort -u | head -1)), $(awk '/^MemTotal/ { printf "%.1f GB", $2 / 1048576 }' \
+	/proc/meminfo) RAM, Linux $(uname -r)"
+pgversion=$(sql_value "SELECT version()")
+settings=$(settings_line)
+
+# Paired ratios: run k of evstore over run k of its floor (same round,
+# minutes apart at most), then the median of those; drift in the disk's or
+# the neighbours' speed cancels out better than in a ratio of medians.
+# RATIO <workload> <floor> <threads> <median> <per-run ratios>, where the
+# field compared is events/s, or p99 for workload 6.
+ratios() {
+	awk -v atx="append1-at$existing_label-evstore" '
+	{ n = ++cnt[$1, $2]; eps[$1, $2, n] = $3; p99[$1, $2, n] = $5 }
+	function median(v, n,    i, j, x) {
+		for (i = 2; i <= n; i++) {
+			x = v[i]
+			for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]
+			v[j + 1] = x
+		}
+		return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+	}
+	function pair(e, f, t, field,    n, k, v, list, a, b) {
+		n = cnt[e, t] < cnt[f, t] ? cnt[e, t] : cnt[f, t]
+		if (n == 0) return
+		list = ""
+		for (k = 1; k <= n; k++) {
+			a = (field == "p99") ? p99[e, t, k] : eps[e, t, k]
+			b = (field == "p99") ? p99[f, t, k] : eps[f, t, k]
+			v[k] = (b > 0) ? a / b : 0
+			list = list (k > 1 ? "," : "") sprintf("%.2f", v[k])
+		}
+		printf "RATIO %s %s %s %.2f %s\n", e, f, t, median(v, n), list
+	}
+	END {
+		for (t = 1; t <= 256; t++) {
+			pair("append1-evstore", "append1-floor-cas", t, "eps")
+			pair("append1-evstore", "append1-floor-insert", t, "eps")
+			pair("append100-evstore", "append100-floor", t, "eps")
+			pair("load1000-evstore", "load1000-floor", t, "eps")
+		}
+		pair(atx, "append1-at0-evstore", 1, "p99")
+	}' "$work/runs"
+}
+
+# The table: evstore beside its floor, the ratio and the target.
+table() {
+	awk -v atx="append1-at$existing_label-evstore" -v xl="$existing_label" '
+	$1 == "RATIO" { ratio[$2, $3, $4] = $5; runs[$2, $3, $4] = $6; next }
+	{ eps[$2, $3] = $4; p50[$2, $3] = $5; p99[$2, $3] = $6; rss[$2, $3] = $7 }
+	function lat(k) { return (p50[k] == "" ? "-" : p50[k] " / " p99[k]) }
+	function row(name, t, e, f, target,    k, g, r, ok) {
+		k = e SUBSEP t; g = f SUBSEP t
+		if (!((k) in eps)) return
+		r = "-"; ok = ""
+		if (f != "" && ((e, f, t) in ratio)) {
+			r = ratio[e, f, t]
+			if (target != "") ok = (r + 0 >= target) ? "met" : "MISSED"
+			r = r " (" runs[e, f, t] ")"
+		}
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, t,
+			sprintf("%.0f", eps[k]),
+			(f == "" ? "-" : sprintf("%.0f", eps[g])), r,
+			(target == "" ? "-" : ">= " target " " ok),
+			lat(k), (f == "" ? "-" : lat(g)), rss[k]
+	}
+	END {
+		print "| workload | threads | evstore events/s | floor events/s | ratio (per run) | target | evstore p50 / p99 ms | floor p50 / p99 ms | evstore peak RSS MB |"
+		print "|---|---:|---:|---:|---:|---|---:|---:|---:|"
+		for (i = 1; i <= 256; i++)
+			row("1. single appends vs CAS floor", i "", "append1-evstore", "append1-floor-cas", "0.85")
+		for (i = 1; i <= 256; i++)
+			row("1. single appends vs plain INSERT", i "", "append1-evstore", "append1-floor-insert", "")
+		for (i = 1; i <= 256; i++)
+			row("2. 100-event batches vs batch floor", i "", "append100-evstore", "append100-floor", "0.85")
+		row("3. contention, evs_repo_update: saved/s", "4", "contend-ok", "", "")
+		row("3. contention: conflicts/s", "4", "contend-conflicts", "", "")
+		for (i = 1; i <= 256; i++)
+			row("4. load 1,000 events, decoded, vs SELECT", i "", "load1000-evstore", "load1000-floor", "0.6")
+		row("5. stream 1,000,000 events", "1", "stream1M-evstore", "", "")
+		row("6. single appends, empty table", "1", "append1-at0-evstore", "", "")
+		row("6. single appends, " xl " events in the table", "1", atx, "", "")
+	}' "$work/ratios" "$work/results"
+}
+targets() {
+	awk -v atx="append1-at$existing_label-evstore" -v xl="$existing_label" '
+	$1 == "RATIO" { ratio[$2, $3, $4] = $5; runs[$2, $3, $4] = $6; next }
+	{ eps[$2, $3] = $4; p99[$2, $3] = $6; rss[$2, $3] = $7 }
+	END {
+		if ((("stream1M-evstore") SUBSEP "1") in rss) {
+			r = rss["stream1M-evstore", "1"]
+			printf "- streaming 1,000,000 events: peak RSS %s MB (target < 64 MB): %s\n",
+				r, (r + 0 < 64 ? "met" : "MISSED")
+		}
+		if ((atx, "append1-at0-evstore", "1") in ratio) {
+			r = ratio[atx, "append1-at0-evstore", "1"]
+			printf "- p99 of single appends with %s events over the empty table'"'"'s: %.2f (per run: %s; medians %s and %s ms) (target <= 1.5): %s\n",
+				xl, r, runs[atx, "append1-at0-evstore", "1"],
+				p99[atx, "1"], p99["append1-at0-evstore", "1"],
+				(r + 0 <= 1.5 ? "met" : "MISSED")
+		}
+	}' "$work/ratios" "$work/results"
+}
+
+ratios >"$work/ratios"
+{
+	echo "Machine: $machine"
+	echo "PostgreSQL: $pgversion"
+	echo "Settings: $settings"
+	echo "Runs: $RUNS per measurement, $SECS s each (medians); $EXISTING" \
+		"existing events for workload 6$([ "$QUICK" = 1 ] && echo '; BENCH_QUICK')"
+	echo ""
+	table
+	echo ""
+	targets
+	if [ "$errors" = 0 ]; then
+		echo "- no event lost, duplicated or reordered: every run's check passed"
+	else
+		echo "- $errors runs FAILED (see above)"
+	fi
+} >"$work/summary"
+echo ""
+cat "$work/results"
+cat "$work/ratios"
+echo ""
+cat "$work/summary"
+
+if [ "$QUICK" != 1 ] && [ "${BENCH_WRITE_RESULTS:-1}" = 1 ]; then
+	md="$here/RESULTS.md"
+	begin='<!-- BEGIN GENERATED by bench/run.sh: do not edit by hand -->'
+	end='<!-- END GENERATED -->'
+	{
+		echo "$begin"
+		echo ""
+		echo "Generated $(date -u '+%Y-%m-%d %H:%M UTC') by \`make bench\`" \
+			"(git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(
+				git -C "$root" diff --quiet HEAD 2>/dev/null || echo ', with local changes'))," \
+			"in $(elapsed)."
+		echo ""
+		sed -e 's/^Machine: /- Machine: /' -e 's/^PostgreSQL: /- PostgreSQL: /' \
+		    -e 's/^Settings: /- Settings: /' -e 's/^Runs: /- Runs: /' \
+		    "$work/summary"
+		echo ""
+		echo "Machine-readable (medians; RATIO: median of the per-run ratios):"
+		echo ""
+		echo '```'
+		cat "$work/results" "$work/ratios"
+		echo '```'
+		echo ""
+		echo "$end"
+	} >"$work/generated"
+	if [ -f "$md" ] && grep -qF "$begin" "$md" && grep -qF "$end" "$md"; then
+		awk -v b="$begin" -v e="$end" -v f="$work/generated" '
+		$0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
+		$0 == e { skip = 0; next }
+		!skip' "$md" >"$work/RESULTS.md"
+	else
+		{ echo "# evstore benchmark results"; echo ""; cat "$work/generated"; } \
+			>"$work/RESULTS.md"
+	fi
+	cp "$work/RESULTS.md" "$md"
+	say "run.sh: bench/RESULTS.md updated"
+fi
+
+if [ "$errors" != 0 ]; then
+	say "run.sh: $errors runs FAILED"
+	exit 1
+fi
