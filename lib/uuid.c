@@ -1,9 +1,70 @@
 /* UUIDs: version 7 generation from the kernel's random source, text forms. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "common_int.h"
+
+/* Random bytes come from a per-thread pool filled by one getrandom() per
+ * 32 ids: a system call per id was the larger part of building an event.
+ * A child of fork() must not reuse its parent's pool (the two would make
+ * the same ids): a fork handler moves a generation counter on, and a pool
+ * of another generation is refilled. This is the library's only
+ * process-wide state, and nothing outside this file sees it. */
+#define POOL_BYTES 256
+
+static atomic_uint fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static _Thread_local struct {
+	unsigned char bytes[POOL_BYTES];
+	size_t used;
+	unsigned int generation;
+} pool = {{0}, POOL_BYTES, 0};
+
+static void after_fork_in_child(void)
+{
+	atomic_fetch_add(&fork_generation, 1);
+}
+
+static void register_fork_handler(void)
+{
+	pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+static int random8(unsigned char *out, evs_error *err)
+{
+	unsigned int gen;
+	size_t got = 0;
+
+	pthread_once(&atfork_once, register_fork_handler);
+	gen = atomic_load(&fork_generation);
+	if (pool.used + 8 > POOL_BYTES || pool.generation != gen) {
+		while (got < POOL_BYTES) {
+			ssize_t r = getrandom(pool.bytes + got,
+			                      POOL_BYTES - got, 0);
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				pool.used = POOL_BYTES;
+				return evs_error_set(err, EVS_ERROR, NULL,
+				                     "could not read the kernel's "
+				                     "random source: %s",
+				                     strerror(errno));
+			}
+			got += (size_t)r;
+		}
+		pool.used = 0;
+		pool.generation = gen;
+	}
+	memcpy(out, pool.bytes + pool.used, 8);
+	/* Used bytes are not kept around. */
+	memset(pool.bytes + pool.used, 0, 8);
+	pool.used += 8;
+	return 0;
+}
 
 int evs_uuid_generate(evs_uuid *out, evs_error *err)
 {
@@ -13,19 +74,10 @@ int evs_uuid_generate(evs_uuid *out, evs_error *err)
 	/* RFC 9562 method 3: rand_a holds the sub-millisecond fraction, so
 	 * ids made by one thread sort by time at microsecond resolution. */
 	unsigned int sub = (unsigned int)(((uint64_t)us % 1000) * 4096 / 1000);
-	size_t got = 0;
+	int rc;
 
-	while (got < 8) {
-		ssize_t r = getrandom(b + 8 + got, 8 - got, 0);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return evs_error_set(err, EVS_ERROR, NULL,
-			                     "could not read the kernel's random "
-			                     "source: %s", strerror(errno));
-		}
-		got += (size_t)r;
-	}
+	if ((rc = random8(b + 8, err)) < 0)
+		return rc;
 	b[0] = (unsigned char)(ms >> 40);
 	b[1] = (unsigned char)(ms >> 32);
 	b[2] = (unsigned char)(ms >> 24);

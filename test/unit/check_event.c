@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <evstore/evstore.h>
 
@@ -1511,6 +1513,36 @@ START_TEST(list_from_a_load)
 }
 END_TEST
 
+/* The random bits come from a per-thread pool: a forked child must not
+ * draw the same bytes as its parent (they would make the same ids). */
+START_TEST(a_forked_child_makes_other_ids_than_its_parent)
+{
+	evs_uuid first, parent_next, child_next;
+	int fds[2], status = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(evs_uuid_generate(&first, NULL), 0); /* pool filled */
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int ok = evs_uuid_generate(&child_next, NULL) == 0 &&
+		         write(fds[1], &child_next, sizeof(child_next)) ==
+		                 (ssize_t)sizeof(child_next);
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(evs_uuid_generate(&parent_next, NULL), 0);
+	ck_assert_int_eq(read(fds[0], &child_next, sizeof(child_next)),
+	                 (ssize_t)sizeof(child_next));
+	waitpid(pid, &status, 0);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(fds[0]);
+	close(fds[1]);
+	ck_assert_msg(memcmp(parent_next.bytes + 8, child_next.bytes + 8, 8) != 0,
+	              "parent and child drew the same random bits");
+}
+END_TEST
+
 Suite *event_suite(void)
 {
 	Suite *s = suite_create("event");
@@ -1562,6 +1594,7 @@ Suite *event_suite(void)
 	tcase_add_test(tc, generated_uuids_are_distinct_v7);
 	tcase_add_test(tc, event_ids_are_distinct_v7);
 	tcase_add_test(tc, uuids_are_time_ordered_across_milliseconds);
+	tcase_add_test(tc, a_forked_child_makes_other_ids_than_its_parent);
 	tcase_add_test(tc, uuid_parse_format_round_trip);
 	tcase_add_test(tc, uuid_parse_accepts_upper_case);
 	tcase_add_loop_test(tc, uuid_parse_rejects_bad_forms, 0,
