@@ -62,9 +62,11 @@ LIB_SRCS := $(wildcard lib/*.c)
 LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/lib/%.o)
 HEADERS  := $(wildcard include/evstore/*.h)
 
-UNIT_SRCS := $(wildcard test/unit/*.c) $(wildcard test/contract/*.c)
+UNIT_SRCS := $(wildcard test/unit/*.c) $(wildcard test/contract/*.c) \
+             $(wildcard test/common/*.c)
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
-INTEG_SRCS := $(wildcard test/integration/*.c) $(wildcard test/contract/*.c)
+INTEG_SRCS := $(wildcard test/integration/*.c) $(wildcard test/contract/*.c) \
+              $(wildcard test/common/*.c)
 INTEG_OBJS := $(INTEG_SRCS:%.c=$(BUILD)/%.o)
 
 EXAMPLE_SRCS := $(wildcard examples/*.c)

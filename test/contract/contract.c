@@ -55,7 +55,7 @@ evs_event *ct_event(const char *type, int n)
 	return ev;
 }
 
-static void free_events(evs_event **evs, size_t n)
+void ct_free_events(evs_event **evs, size_t n)
 {
 	size_t i;
 
@@ -64,7 +64,7 @@ static void free_events(evs_event **evs, size_t n)
 	free(evs);
 }
 
-static evs_event **make_events(int first, size_t n)
+evs_event **ct_make_events(int first, size_t n)
 {
 	evs_event **evs = calloc(n ? n : 1, sizeof(*evs));
 	size_t i;
@@ -78,10 +78,10 @@ static evs_event **make_events(int first, size_t n)
 int ct_append_n(const char *id, int64_t expected, int first, size_t n,
                 evs_error *err)
 {
-	evs_event **evs = make_events(first, n);
+	evs_event **evs = ct_make_events(first, n);
 	int rc = evs_store_append(NULL, ct_store, id, expected, evs, n, err);
 
-	free_events(evs, n);
+	ct_free_events(evs, n);
 	return rc;
 }
 
@@ -154,7 +154,7 @@ END_TEST
 START_TEST(versions_are_zero_indexed)
 {
 	const char *id = ct_id("order-1");
-	evs_event **evs = make_events(1, 2);
+	evs_event **evs = ct_make_events(1, 2);
 	int64_t v = 99;
 
 	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
@@ -163,7 +163,7 @@ START_TEST(versions_are_zero_indexed)
 	                 0);
 	ck_assert_int_eq(v, 2);
 	ck_assert_int_eq(current(id), 2);
-	free_events(evs, 2);
+	ct_free_events(evs, 2);
 }
 END_TEST
 
@@ -270,7 +270,7 @@ START_TEST(failed_batch_of_100_stores_nothing)
 {
 	evs_error err = EVS_ERROR_INIT;
 	const char *id = ct_id("batch");
-	evs_event **evs = make_events(0, 100);
+	evs_event **evs = ct_make_events(0, 100);
 	evs_event_list *list;
 
 	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 1000, 3, NULL), 0);
@@ -295,7 +295,7 @@ START_TEST(failed_batch_of_100_stores_nothing)
 	                                  &err), 0);
 	ck_assert_int_eq(current(id), 102);
 	evs_error_clear(&err);
-	free_events(evs, 100);
+	ct_free_events(evs, 100);
 }
 END_TEST
 
@@ -518,7 +518,7 @@ START_TEST(json_values_of_every_kind_round_trip)
 		json_object_put(want);
 	}
 	evs_event_list_free(list);
-	free_events(evs, n);
+	ct_free_events(evs, n);
 }
 END_TEST
 
@@ -593,7 +593,7 @@ END_TEST
 START_TEST(replayed_append_stores_nothing)
 {
 	const char *id = ct_id("replay");
-	evs_event **evs = make_events(0, 3);
+	evs_event **evs = ct_make_events(0, 3);
 	int64_t v = 0;
 
 	ck_assert_int_eq(evs_store_append(&v, ct_store, id, EVS_NO_VERSION,
@@ -627,7 +627,7 @@ START_TEST(replayed_append_stores_nothing)
 	ck_assert_int_eq(v, 2);
 	ck_assert_uint_eq(ct_count(id), 3);
 	ck_assert_int_eq(current(id), 2);
-	free_events(evs, 3);
+	ct_free_events(evs, 3);
 }
 END_TEST
 
@@ -635,7 +635,7 @@ START_TEST(reused_event_id_is_a_duplicate)
 {
 	evs_error err = EVS_ERROR_INIT;
 	const char *id = ct_id("dup");
-	evs_event **evs = make_events(0, 2);
+	evs_event **evs = ct_make_events(0, 2);
 	evs_event *fresh = ct_event("tested", 9);
 	evs_event *batch[2];
 	char text[EVS_UUID_STRLEN + 1];
@@ -676,7 +676,7 @@ START_TEST(reused_event_id_is_a_duplicate)
 	                                  &err), 0);
 	ck_assert_uint_eq(ct_count(id), 3);
 	evs_event_free(fresh);
-	free_events(evs, 2);
+	ct_free_events(evs, 2);
 	evs_error_clear(&err);
 }
 END_TEST

@@ -6,31 +6,11 @@
  *
  * Public API only, through ct_store; every aggregate id comes from ct_id()
  * (except the NULL and empty ones, which are never stored anywhere). */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "contract/contract_int.h"
-
-/* 1 when msg contains word as a whole word (so "data" is not found in
- * "metadata"). */
-static int names(const char *msg, const char *word)
-{
-	size_t n = strlen(word);
-	const char *p;
-
-	if (msg == NULL)
-		return 0;
-	for (p = strstr(msg, word); p != NULL; p = strstr(p + 1, word)) {
-		int before = p > msg && (isalnum((unsigned char)p[-1]) ||
-		                         p[-1] == '_');
-		int after = isalnum((unsigned char)p[n]) || p[n] == '_';
-
-		if (!before && !after)
-			return 1;
-	}
-	return 0;
-}
+#include "common/testutil.h"
 
 /* rc and err say EVS_EINVALID, and the message names `what`. */
 #define ASSERT_EINVALID(rc, err, what)                                      \
@@ -40,7 +20,7 @@ static int names(const char *msg, const char *word)
 		              "EVS_EINVALID naming %s", rc_,                 \
 		              (err).message ? (err).message : "-", (what));  \
 		ck_assert_int_eq((err).code, EVS_EINVALID);                  \
-		ck_assert_msg(names((err).message, (what)),                  \
+		ck_assert_msg(tu_names((err).message, (what)),                  \
 		              "message \"%s\" does not name \"%s\"",         \
 		              (err).message ? (err).message : "(null)",      \
 		              (what));                                       \

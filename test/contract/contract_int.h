@@ -20,6 +20,11 @@ const char *ct_id(const char *base);
  * Yours: free with evs_event_free(). */
 evs_event *ct_event(const char *type, int n);
 
+/* n events built by ct_event("tested", first + i); yours: free with
+ * ct_free_events(). */
+evs_event **ct_make_events(int first, size_t n);
+void ct_free_events(evs_event **evs, size_t n);
+
 /* Appends one event {"n": n} of type "tested". Returns the store's code;
  * err may be NULL. */
 int ct_append_one(const char *id, int64_t expected, evs_error *err);

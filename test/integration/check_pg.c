@@ -159,29 +159,10 @@ END_TEST
 
 /* ---- batches and payloads ---------------------------------------------- */
 
-static evs_event **batch(size_t n)
-{
-	evs_event **evs = calloc(n, sizeof(*evs));
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		evs[i] = ct_event("batched", (int)i);
-	return evs;
-}
-
-static void free_batch(evs_event **evs, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		evs_event_free(evs[i]);
-	free(evs);
-}
-
 START_TEST(batch_of_1000_is_atomic)
 {
 	const char *id = fresh_id("batch1000");
-	evs_event **evs = batch(1000);
+	evs_event **evs = ct_make_events(0, 1000);
 	evs_error err = EVS_ERROR_INIT;
 	evs_event_list *list = NULL;
 	int64_t v = 0;
@@ -201,13 +182,13 @@ START_TEST(batch_of_1000_is_atomic)
 	ck_assert_ptr_nonnull(strstr(err.message, "at version 0"));
 	ck_assert_uint_eq(ct_count(id), 1);
 	evs_event_free(evs[999]);
-	evs[999] = ct_event("batched", 999);
+	evs[999] = ct_event("tested", 999);
 	ck_assert_int_eq(evs_store_append(&v, ct_store, id, 0, evs, 1000,
 	                                  &err), 0);
 	ck_assert_int_eq(v, 1000);
 	ck_assert_uint_eq(ct_count(id), 1001);
 	evs_error_clear(&err);
-	free_batch(evs, 1000);
+	ct_free_events(evs, 1000);
 }
 END_TEST
 
@@ -429,7 +410,7 @@ START_TEST(killed_session_reports_unavailable_and_retry_is_idempotent)
 	use_store(open_with(2, 0, 0, 0));
 	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
 	a.id = id;
-	a.evs = batch(5);
+	a.evs = ct_make_events(0, 5);
 	locker = lock_stream(id);
 	ck_assert_int_eq(pthread_create(&th, NULL, run_append, &a), 0);
 	admin = pg_test_connect();
@@ -451,7 +432,7 @@ START_TEST(killed_session_reports_unavailable_and_retry_is_idempotent)
 	ck_assert_int_eq(v, 5);
 	ck_assert_uint_eq(ct_count(id), 6);
 	evs_error_clear(&a.err);
-	free_batch(a.evs, 5);
+	ct_free_events(a.evs, 5);
 	PQfinish(locker);
 	PQfinish(admin);
 }
@@ -506,7 +487,7 @@ START_TEST(waiting_for_a_connection_times_out)
 	use_store(open_with(1, 300, 0, 0));
 	ck_assert_int_eq(ct_append_one(id, EVS_NO_VERSION, NULL), 0);
 	a.id = id;
-	a.evs = batch(1);
+	a.evs = ct_make_events(0, 1);
 	locker = lock_stream(id);
 	ck_assert_int_eq(pthread_create(&th, NULL, run_append, &a), 0);
 	admin = pg_test_connect();
@@ -523,7 +504,7 @@ START_TEST(waiting_for_a_connection_times_out)
 	ck_assert_int_eq(v, 1);
 	evs_error_clear(&err);
 	evs_error_clear(&a.err);
-	free_batch(a.evs, 1);
+	ct_free_events(a.evs, 1);
 	PQfinish(locker);
 	PQfinish(admin);
 }

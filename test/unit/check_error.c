@@ -10,29 +10,10 @@
 #include <evstore/evstore.h>
 
 #include "unit/suites.h"
-
-/* 1 when msg contains word as a whole word (so "data" is not found in
- * "metadata"). */
-static int names(const char *msg, const char *word)
-{
-	size_t n = strlen(word);
-	const char *p;
-
-	if (msg == NULL)
-		return 0;
-	for (p = strstr(msg, word); p != NULL; p = strstr(p + 1, word)) {
-		int before = p > msg && (isalnum((unsigned char)p[-1]) ||
-		                         p[-1] == '_');
-		int after = isalnum((unsigned char)p[n]) || p[n] == '_';
-
-		if (!before && !after)
-			return 1;
-	}
-	return 0;
-}
+#include "common/testutil.h"
 
 #define ASSERT_NAMES(err, word)                                             \
-	ck_assert_msg(names((err).message, (word)),                          \
+	ck_assert_msg(tu_names((err).message, (word)),                          \
 	              "message \"%s\" does not name \"%s\"",                 \
 	              (err).message ? (err).message : "(null)", (word))
 
@@ -108,7 +89,7 @@ START_TEST(reused_record_has_the_second_message)
 	                 EVS_EINVALID);
 	ck_assert_int_eq(err.code, EVS_EINVALID);
 	ASSERT_NAMES(err, "data");
-	ck_assert_msg(!names(err.message, "type"), "stale message: \"%s\"",
+	ck_assert_msg(!tu_names(err.message, "type"), "stale message: \"%s\"",
 	              err.message);
 	ck_assert_ptr_null(ev);
 	evs_error_clear(&err);

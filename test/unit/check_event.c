@@ -2,7 +2,6 @@
  * data, metadata, as json-c values and as JSON text), UUIDs, setters,
  * copies, accessors and event lists. */
 #include <check.h>
-#include <ctype.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,37 +14,18 @@
 #include <evstore/evstore.h>
 
 #include "unit/suites.h"
+#include "common/testutil.h"
 
 /* A non-NULL pointer the library must overwrite with NULL on failure. */
 static char not_set_target;
 #define not_set ((evs_event *)(void *)&not_set_target)
-
-/* 1 when msg contains word as a whole word (so "data" is not found in
- * "metadata"). */
-static int names(const char *msg, const char *word)
-{
-	size_t n = strlen(word);
-	const char *p;
-
-	if (msg == NULL)
-		return 0;
-	for (p = strstr(msg, word); p != NULL; p = strstr(p + 1, word)) {
-		int before = p > msg && (isalnum((unsigned char)p[-1]) ||
-		                         p[-1] == '_');
-		int after = isalnum((unsigned char)p[n]) || p[n] == '_';
-
-		if (!before && !after)
-			return 1;
-	}
-	return 0;
-}
 
 /* rc and err say EVS_EINVALID, and the message names `what`. */
 #define ASSERT_EINVALID(rc, err, what)                                      \
 	do {                                                                 \
 		ck_assert_int_eq((rc), EVS_EINVALID);                        \
 		ck_assert_int_eq((err).code, EVS_EINVALID);                  \
-		ck_assert_msg(names((err).message, (what)),                  \
+		ck_assert_msg(tu_names((err).message, (what)),                  \
 		              "message \"%s\" does not name \"%s\"",         \
 		              (err).message ? (err).message : "(null)",      \
 		              (what));                                       \

@@ -2,7 +2,6 @@
  * checks, out pointers, that bad arguments never reach a backend slot,
  * and the fallback when a backend has no head slot. */
 #include <check.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,35 +9,17 @@
 #include <evstore/evstore.h>
 
 #include "unit/suites.h"
+#include "common/testutil.h"
 
 /* A non-NULL pointer the library must overwrite with NULL on failure. */
 static char not_set_target;
 #define NOT_SET ((evs_store *)(void *)&not_set_target)
 
-/* 1 when msg contains word as a whole word. */
-static int names(const char *msg, const char *word)
-{
-	size_t n = strlen(word);
-	const char *p;
-
-	if (msg == NULL)
-		return 0;
-	for (p = strstr(msg, word); p != NULL; p = strstr(p + 1, word)) {
-		int before = p > msg && (isalnum((unsigned char)p[-1]) ||
-		                         p[-1] == '_');
-		int after = isalnum((unsigned char)p[n]) || p[n] == '_';
-
-		if (!before && !after)
-			return 1;
-	}
-	return 0;
-}
-
 #define ASSERT_FAILS(rc, err, want, what)                                   \
 	do {                                                                 \
 		ck_assert_int_eq((rc), (want));                              \
 		ck_assert_int_eq((err).code, (want));                        \
-		ck_assert_msg(names((err).message, (what)),                  \
+		ck_assert_msg(tu_names((err).message, (what)),                  \
 		              "message \"%s\" does not name \"%s\"",         \
 		              (err).message ? (err).message : "(null)",      \
 		              (what));                                       \
@@ -118,7 +99,7 @@ START_TEST(new_with_version_0)
 	be->version = 0;
 	ck_assert_int_eq(evs_store_new(&store, be, &err), EVS_EUNSUPPORTED);
 	ck_assert_int_eq(err.code, EVS_EUNSUPPORTED);
-	ck_assert_msg(names(err.message, "version"), "message \"%s\"",
+	ck_assert_msg(tu_names(err.message, "version"), "message \"%s\"",
 	              err.message);
 	ck_assert_ptr_null(store);
 	ck_assert_int_eq(static_frees, 1);
