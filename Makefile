@@ -294,7 +294,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libevstore.a | need-pkgs
 # Packages (when root), build, a throwaway PostgreSQL unless EVS_PG_DSN
 # names one, evstore migrate, the example, evstore read: scripts/demo.sh.
 demo:
-	@MAKE='$(MAKE)' sh scripts/demo.sh $(BUILD)
+	@sh scripts/demo.sh $(BUILD)
 
 # ---- benchmarks --------------------------------------------------------
 

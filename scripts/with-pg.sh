@@ -91,6 +91,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 $as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
 	--locale=C.UTF-8 --no-sync >"$dir/initdb.log" 2>&1 || {
@@ -139,5 +140,6 @@ child=$!
 trap 'stop_command 130' INT
 trap 'stop_command 143' TERM
 trap 'stop_command 129' HUP
+trap 'stop_command 141' PIPE
 wait "$child"
 exit $?
