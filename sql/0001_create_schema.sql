@@ -69,8 +69,10 @@ CREATE TABLE events (
 CREATE INDEX events_transaction_position
 	ON events (transaction_id, global_position);
 
--- append_events: the one way events get in. One call is one round trip
--- and one transaction:
+-- append_events: how events get in (the library sends the same
+-- compare-and-set UPDATE and INSERT as one statement instead, for an exact
+-- version, when the role holds README's optional grants). One call is one
+-- round trip and one transaction:
 --   * an exact expected version (-1 for a new stream) moves the stream row
 --     with a compare-and-set UPDATE (or INSERT ... ON CONFLICT DO NOTHING
 --     for -1), which takes the row lock: a concurrent writer waits, then

@@ -4,11 +4,13 @@
 #
 #   test/integration/run.sh RUNNER
 #
-# Makes two roles for this run: an owner, who applies sql/*.sql with psql
-# as a DBA would (not a superuser), and an application role with only the
-# documented privileges. Runs every suite as the owner, then the contract
-# suite again as the application role. Drops the schema and both roles at
-# the end, whatever happened.
+# Makes three roles for this run: an owner, who applies sql/*.sql with
+# psql as a DBA would (not a superuser); an application role with only the
+# required privileges; and one that also holds the optional grants for
+# one-statement appends. Runs every suite as the owner (the postgres suite
+# uses the third role too), then the contract suite again as the
+# application role. Drops the schema and the roles at the end, whatever
+# happened.
 set -eu
 
 runner=${1:?usage: run.sh RUNNER}
@@ -18,6 +20,7 @@ tag="$$_$(date +%s)"
 schema="evs_test_$tag"
 owner="evs_test_owner_$tag"
 app="evs_test_app_$tag"
+fast="evs_test_fast_$tag"
 password="evs-$tag"
 
 case $admin_dsn in
@@ -36,6 +39,7 @@ psql_as() {
 # Later keywords win in a conninfo string.
 owner_dsn="$admin_dsn user=$owner password=$password"
 app_dsn="$admin_dsn user=$app password=$password"
+fast_dsn="$admin_dsn user=$fast password=$password"
 
 cleanup() {
 	status=$?
@@ -44,6 +48,8 @@ cleanup() {
 DROP SCHEMA IF EXISTS "$schema" CASCADE;
 DROP OWNED BY "$app";
 DROP ROLE IF EXISTS "$app";
+DROP OWNED BY "$fast";
+DROP ROLE IF EXISTS "$fast";
 DROP OWNED BY "$owner";
 DROP ROLE IF EXISTS "$owner";
 SQL
@@ -57,11 +63,14 @@ trap 'exit 129' HUP
 psql_as "$admin_dsn" <<SQL
 CREATE ROLE "$owner" LOGIN PASSWORD '$password';
 CREATE ROLE "$app" LOGIN PASSWORD '$password';
+CREATE ROLE "$fast" LOGIN PASSWORD '$password';
 DO \$\$ BEGIN
 	EXECUTE format('GRANT CREATE, CONNECT ON DATABASE %I TO %I',
 	               current_database(), '$owner');
 	EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I',
 	               current_database(), '$app');
+	EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I',
+	               current_database(), '$fast');
 END \$\$;
 SQL
 
@@ -76,15 +85,24 @@ if psql_as "$owner_dsn" -v schema="$schema" \
 	exit 1
 fi
 
-# The application role's privileges, exactly as README documents them.
-psql_as "$owner_dsn" <<SQL
-GRANT USAGE ON SCHEMA "$schema" TO "$app";
-GRANT SELECT ON ALL TABLES IN SCHEMA "$schema" TO "$app";
+# The application roles' privileges, exactly as README documents them:
+# the required ones for both, the optional ones for the third role.
+for role in "$app" "$fast"; do
+	psql_as "$owner_dsn" <<SQL
+GRANT USAGE ON SCHEMA "$schema" TO "$role";
+GRANT SELECT ON ALL TABLES IN SCHEMA "$schema" TO "$role";
 GRANT EXECUTE ON FUNCTION "$schema".append_events(text, bigint, uuid[],
-	text[], jsonb[], jsonb[]) TO "$app";
+	text[], jsonb[], jsonb[]) TO "$role";
+SQL
+done
+psql_as "$owner_dsn" <<SQL
+GRANT UPDATE (version) ON "$schema".streams TO "$fast";
+GRANT INSERT (stream_id, version, event_id, type, data, metadata)
+	ON "$schema".events TO "$fast";
 SQL
 
 export EVS_TEST_PG_SCHEMA="$schema"
+export EVS_TEST_PG_FAST_DSN="$fast_dsn" EVS_TEST_PG_FAST_ROLE="$fast"
 echo "== integration: every suite, as the schema owner"
 EVS_TEST_PG_DSN=$owner_dsn "$runner"
 echo "== integration: the contract suite, as an application role that may"
@@ -100,3 +118,19 @@ if psql_as "$app_dsn" -c "DELETE FROM \"$schema\".events" >/dev/null 2>&1 ||
 	exit 1
 fi
 echo "== integration: the application role cannot insert, update or delete rows"
+# With the optional grants, it still cannot change or remove a stored event,
+# make a stream, or write the columns the server fills in.
+for stmt in "DELETE FROM \"$schema\".events" \
+	"UPDATE \"$schema\".events SET type = 'x'" \
+	"DELETE FROM \"$schema\".streams" \
+	"INSERT INTO \"$schema\".streams VALUES ('x', 0)" \
+	"UPDATE \"$schema\".streams SET stream_id = 'x'" \
+	"INSERT INTO \"$schema\".events (stream_id, version, event_id, type, data, recorded_at) VALUES ('x', 0, gen_random_uuid(), 't', '{}', now())"; do
+	if psql_as "$fast_dsn" -c "$stmt" >/dev/null 2>&1; then
+		echo "run.sh: with the optional grants, the application role" \
+			"could run: $stmt" >&2
+		exit 1
+	fi
+done
+echo "== integration: with the optional grants it cannot change, delete or"
+echo "   back-date events, nor make or rename streams"
