@@ -165,6 +165,13 @@ static char *build_setup_sql(const char *schema, unsigned int stmt_ms,
 		bad = sb_printf(&b, "SET statement_timeout = %u;", stmt_ms);
 	if (!bad && lock_ms > 0)
 		bad = sb_printf(&b, "SET lock_timeout = %u;", lock_ms);
+	/* Every statement below has one right plan whatever its parameters
+	 * (a primary-key or index range in key order). Planning a custom
+	 * plan per call costs more than it could save: with the arrays of a
+	 * 100-event batch as constants, 100-event appends ran at half speed
+	 * (bench/RESULTS.md). The setting is per connection: our own. */
+	if (!bad)
+		bad = sb_printf(&b, "SET plan_cache_mode = force_generic_plan;");
 	if (!bad)
 		bad = sb_printf(&b,
 			"PREPARE evs_append(text, int8, uuid[], text[], jsonb[], "

@@ -622,9 +622,9 @@ END_TEST
 
 START_TEST(appends_are_one_transaction_each)
 {
-	/* The server counts transactions: one per append (the prepared
-	 * call of append_events; statements are prepared per connection,
-	 * at connect time). */
+	/* The server counts transactions: one per append (one prepared
+	 * statement, the compare-and-set or the call of append_events;
+	 * statements are prepared per connection, at connect time). */
 	const char *id = fresh_id("trips");
 	PGconn *admin = pg_test_connect();
 	char sql[512];
