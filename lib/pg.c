@@ -514,8 +514,9 @@ static int pg_append(int64_t *version_out, evs_backend *be, const char *id,
 		}
 		if (PQresultStatus(res) == PGRES_TUPLES_OK ||
 		    is_privilege_error(res)) {
-			/* A privilege revoked since the store was opened:
-			 * from now on, the function only. */
+			/* No row, or a privilege revoked since the store was
+			 * opened (then the function only, from now on): the
+			 * call below decides. Anything else is reported. */
 			if (PQresultStatus(res) != PGRES_TUPLES_OK)
 				atomic_store(&pb->one_statement, 0);
 			PQclear(res);
