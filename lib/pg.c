@@ -1,6 +1,9 @@
 /* The PostgreSQL backend: a pool of libpq connections, each with the
- * backend's statements prepared once; appends are one prepared call of the
- * schema's append_events function, reads page through a stream by version.
+ * backend's statements prepared once (generic plans). An append at an
+ * exact version is one compare-and-set statement when the role may (see
+ * pg_append), else, and whenever that statement matches nothing, a call of
+ * the schema's append_events function. Reads page through a stream by
+ * version.
  */
 #include <errno.h>
 #include <poll.h>

@@ -48,13 +48,14 @@ typedef struct evs_pg_options {
  * used by one thread at a time; the handle is safe to share between
  * threads, and a call waits at most pool_timeout_ms for a connection. A
  * call whose connection breaks fails with EVS_EUNAVAILABLE and the next
- * call reconnects. An append is one round trip and one transaction: a
+ * call reconnects. An append stores its events in one transaction: a
  * prepared compare-and-set statement at an exact expected version when
  * the role holds the optional grants (README, "Least privilege"; checked
- * at open), else a call of the schema's append_events function, which
- * also tells a conflict from an idempotent replay (a second round trip
- * after a failed compare-and-set). Reads page through a stream in bounded
- * chunks. A read callback that calls the store needs a second
+ * at open), else a call of the schema's append_events function, one round
+ * trip either way. When the compare-and-set matches nothing (a conflict,
+ * a replay, a stream not there yet), a second round trip calls the
+ * function, which reports the true version or the idempotent replay.
+ * Reads page through a stream in bounded chunks. A read callback that calls the store needs a second
  * free connection (pool_size 2 or more).
  *
  * @param[out] out  yours: free with evs_store_free(); NULL on failure
