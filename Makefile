@@ -263,15 +263,17 @@ check-install: all
 	@rm -rf $(STAGE)
 	@echo "check-install: install, pkg-config consumer, uninstall: ok"
 
-# check-unit and check-integration again, built in build-asan/ with ASan
-# and UBSan.
+# check-unit, check-integration and check-cli again, built in build-asan/
+# with ASan and UBSan (the CLI checks without their valgrind part: a
+# sanitized binary does not run under valgrind).
 asan: deps
 	@ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
 	 UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1} \
 	 CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-4} \
+	 EVS_CLI_VALGRIND=0 \
 	 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	    check-unit check-integration
+	    check-unit check-integration check-cli
 
 # The unit runner under memcheck; CK_FORK=no keeps the tests in one process.
 valgrind: deps
@@ -341,7 +343,7 @@ help:
 	@echo "make check-unit   Check unit + contract suites (memory backend)"
 	@echo "make check-integration  PostgreSQL suites (throwaway server)"
 	@echo "make check-cli    every evstore subcommand (throwaway server)"
-	@echo "make asan         unit + integration with ASan+UBSan (build-asan/)"
+	@echo "make asan         unit + integration + CLI with ASan+UBSan (build-asan/)"
 	@echo "make valgrind     unit runner under valgrind (CK_FORK=no)"
 	@echo "make demo         bank_account on a throwaway PostgreSQL"
 	@echo "                  (or on EVS_PG_DSN's), then evstore read"
