@@ -119,7 +119,7 @@ denied() {
 		exit 1
 	fi
 	case $out in
-	*"ERROR:  42501:"*) ;; # insufficient_privilege
+	*" 42501: "*) ;; # insufficient_privilege (any language)
 	*)
 		echo "run.sh: expected SQLSTATE 42501 for: $2; got: $out" >&2
 		exit 1
