@@ -111,8 +111,8 @@ echo "== integration: the contract suite, as an application role that may"
 echo "   only read the tables and execute append_events"
 EVS_TEST_PG_DSN=$app_dsn CK_RUN_SUITE=contract "$runner"
 # denied DSN STATEMENT: the role behind DSN is refused STATEMENT for want
-# of a privilege (SQLSTATE 42501) (any other failure, or success, fails the run). The
-# statements match no rows, so a wrongly granted one changes nothing.
+# of a privilege, SQLSTATE 42501 (any other failure, or success, fails the
+# run). The statements match no rows: a wrongly granted one changes nothing.
 denied() {
 	if out=$(psql_as "$1" -v VERBOSITY=verbose -c "$2" 2>&1); then
 		echo "run.sh: a role that should not could run: $2" >&2
