@@ -29,6 +29,8 @@ typedef struct cli_conn {
 	const char *schema;
 } cli_conn;
 
+/* ---- shared helpers (tools/cli.c) ---- */
+
 /* Prints "evstore: MESSAGE" (one line) on stderr; returns @p code. */
 int cli_fail(int code, const char *fmt, ...) CLI_PRINTF(2, 3);
 
@@ -55,6 +57,9 @@ int cli_parse_int(int64_t *out, const char *text, int64_t min, int64_t max);
 
 /* 1234567 as "1,234,567". */
 void cli_format_count(char *out, size_t size, int64_t n);
+
+/* Seconds on the monotonic clock, for intervals. */
+double cli_now_s(void);
 
 /* ---- a growable byte buffer ---- */
 
@@ -100,7 +105,7 @@ typedef struct ndjson_event {
 int ndjson_parse_line(ndjson_event *out, char *line, size_t len,
                       char *why, size_t why_size);
 
-/* ---- export and import (tools/transfer.c) ---- */
+/* ---- export and import (tools/export.c, tools/import.c) ---- */
 
 /* Exports @p n_streams streams (all of them when 0) to stdout. */
 int cmd_export(int n_streams, char **streams, const cli_conn *conn);

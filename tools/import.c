@@ -1,5 +1,4 @@
-/* tools/transfer.c: `evstore export` and `evstore import`, and the
- * progress bar they show on a terminal.
+/* tools/import.c: `evstore import`, NDJSON events appended back.
  *
  * Import reads the NDJSON on one thread and appends on --jobs others.
  * Each stream belongs to one worker (by a hash of its id), so a stream's
@@ -14,297 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
-#include "migrate.h"
-
-/* ---- progress bar ------------------------------------------------------ */
-
-typedef struct progress {
-	const char *label;
-	atomic_llong done;
-	atomic_llong total; /* -1: not known */
-	double start;
-	int active, stop;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-} progress;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void format_duration(char *out, size_t size, double s)
-{
-	long t = (long)(s + 0.5);
-
-	if (t >= 3600)
-		snprintf(out, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60,
-		         t % 60);
-	else
-		snprintf(out, size, "%ld:%02ld", t / 60, t % 60);
-}
-
-static void progress_render(progress *p, int final)
-{
-	long long done = atomic_load(&p->done), total = atomic_load(&p->total);
-	double elapsed = now_s() - p->start;
-	double rate = elapsed > 0 ? (double)done / elapsed : 0;
-	char d[32], t[32], r[32], when[32];
-	cli_buf line = {NULL, 0, 0};
-
-	cli_format_count(d, sizeof(d), done);
-	cli_format_count(r, sizeof(r), (int64_t)rate);
-	/* Time left when the total is known; else the time so far. */
-	if (final || total <= 0)
-		format_duration(when, sizeof(when), elapsed);
-	else if (rate > 0 && done < total)
-		format_duration(when, sizeof(when),
-		                (double)(total - done) / rate);
-	else
-		snprintf(when, sizeof(when), "-:--");
-	cli_buf_printf(&line, "\r%s ", p->label);
-	if (total > 0) {
-		const int width = 24;
-		double frac = done >= total ? 1.0 : (double)done / (double)total;
-		int fill = (int)(frac * width), i;
-
-		cli_format_count(t, sizeof(t), total);
-		cli_buf_addc(&line, '[');
-		for (i = 0; i < width; i++)
-			cli_buf_addc(&line, i < fill ? '#' : '.');
-		cli_buf_printf(&line, "] %3d%%  %s/%s events", (int)(frac * 100),
-		               d, t);
-	} else {
-		cli_buf_printf(&line, "%s events", d);
-	}
-	if (final)
-		cli_buf_printf(&line, "  %s/s  in %s\033[K\n", r, when);
-	else if (total > 0)
-		cli_buf_printf(&line, "  %s/s  ETA %s\033[K", r, when);
-	else
-		cli_buf_printf(&line, "  %s/s  %s elapsed\033[K", r, when);
-	fputs(line.p, stderr);
-	free(line.p);
-}
-
-static void *progress_main(void *arg)
-{
-	progress *p = arg;
-
-	pthread_mutex_lock(&p->lock);
-	while (!p->stop) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&p->wake, &p->lock, &ts);
-		if (!p->stop) {
-			pthread_mutex_unlock(&p->lock);
-			progress_render(p, 0);
-			pthread_mutex_lock(&p->lock);
-		}
-	}
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
-
-/* Shows a bar only when stderr is a terminal; quiet otherwise. */
-static void progress_start(progress *p, const char *label, int64_t total)
-{
-	memset(p, 0, sizeof(*p));
-	p->label = label;
-	atomic_init(&p->done, 0);
-	atomic_init(&p->total, total);
-	p->start = now_s();
-	if (!isatty(STDERR_FILENO))
-		return;
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->wake, NULL);
-	p->active = pthread_create(&p->thread, NULL, progress_main, p) == 0;
-}
-
-static void progress_add(progress *p, int64_t n)
-{
-	atomic_fetch_add(&p->done, n);
-}
-
-/* Ends the bar; @p ok: draw it once more, complete, else clear it. */
-static void progress_stop(progress *p, int ok)
-{
-	if (!p->active)
-		return;
-	pthread_mutex_lock(&p->lock);
-	p->stop = 1;
-	pthread_cond_signal(&p->wake);
-	pthread_mutex_unlock(&p->lock);
-	pthread_join(p->thread, NULL);
-	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->wake);
-	if (ok)
-		progress_render(p, 1);
-	else
-		fputs("\r\033[K", stderr);
-	p->active = 0;
-}
-
-/* ---- export ------------------------------------------------------------ */
-
-/* read_all calls per chunk: the checkpoint moves between chunks. */
-#define EXPORT_CHUNK 10000
-#define OUT_FLUSH (1u << 20)
-/* How long export waits for events held back by an older transaction
- * that is still running. */
-#define EXPORT_WAIT_S 30.0
-
-typedef struct export_ctx {
-	cli_buf out;
-	progress prog;
-	evs_position at;
-	int64_t count, in_chunk;
-	int write_errno;
-} export_ctx;
-
-static int flush_out(export_ctx *ctx)
-{
-	if (ctx->out.len > 0 &&
-	    fwrite(ctx->out.p, 1, ctx->out.len, stdout) != ctx->out.len) {
-		ctx->write_errno = errno ? errno : EIO;
-		return -1;
-	}
-	ctx->out.len = 0;
-	return 0;
-}
-
-static int export_one(const evs_event *ev, void *payload)
-{
-	export_ctx *ctx = payload;
-
-	ndjson_add_event(&ctx->out, ev);
-	evs_event_checkpoint(&ctx->at, ev);
-	ctx->count++;
-	ctx->in_chunk++;
-	if ((ctx->count & 255) == 0)
-		progress_add(&ctx->prog, 256);
-	if (ctx->out.len >= OUT_FLUSH && flush_out(ctx) < 0)
-		return 1;
-	return 0;
-}
-
-/* All streams, in commit order, by checkpointed chunks. read_all holds
- * back the events of transactions newer than the oldest one still
- * running; to export everything committed when we started (@p want
- * events), keep reading until we have that many.
- * Returns 0, a negative code (err filled), 1 (write error) or 2 (events
- * held back too long). */
-static int export_all(evs_store *store, int64_t want, export_ctx *ctx,
-                      evs_error *err)
-{
-	double waited_since = 0;
-	int rc;
-
-	for (;;) {
-		int64_t before = ctx->count;
-
-		ctx->in_chunk = 0;
-		rc = evs_store_read_all(store, &ctx->at, EXPORT_CHUNK,
-		                        export_one, ctx, err);
-		if (rc != 0)
-			return rc;
-		if (ctx->in_chunk == EXPORT_CHUNK)
-			continue;
-		if (ctx->count >= want)
-			return 0;
-		if (ctx->count > before || waited_since == 0)
-			waited_since = now_s();
-		if (now_s() - waited_since > EXPORT_WAIT_S)
-			return 2;
-		if (flush_out(ctx) < 0 || fflush(stdout) != 0)
-			return 1;
-		nanosleep(&(struct timespec){0, 100000000L}, NULL);
-	}
-}
-
-int cmd_export(int n_streams, char **streams, const cli_conn *conn)
-{
-	export_ctx ctx;
-	evs_error err = EVS_ERROR_INIT;
-	evs_store *store = NULL;
-	mig_counts counts = {0, 0, -1};
-	mig_state st;
-	int rc, i, missing = 0;
-
-	memset(&ctx, 0, sizeof(ctx));
-	if ((rc = cli_open_store(&store, conn, 2)) != EXIT_OK)
-		return rc;
-	if (n_streams == 0 &&
-	    (rc = mig_status(conn->dsn, conn->schema, &st, &counts)) != 0) {
-		evs_store_free(store);
-		return rc;
-	}
-	progress_start(&ctx.prog, "export", -1);
-	if (n_streams == 0) {
-		atomic_store(&ctx.prog.total, counts.events);
-		rc = export_all(store, counts.events, &ctx, &err);
-	} else {
-		int64_t total = 0, v;
-
-		for (i = 0; i < n_streams && ctx.prog.active; i++)
-			if (evs_store_current_version(&v, store, streams[i],
-			                              NULL) == 0)
-				total += v + 1;
-		if (ctx.prog.active)
-			atomic_store(&ctx.prog.total, total);
-		for (i = 0, rc = 0; i < n_streams && rc == 0; i++) {
-			int64_t before = ctx.count;
-
-			rc = evs_store_foreach(store, streams[i], EVS_NO_VERSION,
-			                       export_one, &ctx, &err);
-			if (rc == 0 && ctx.count == before && missing == 0)
-				missing = i + 1;
-		}
-	}
-	if (rc == 0 && flush_out(&ctx) < 0)
-		rc = 1;
-	if (rc == 0 && fflush(stdout) != 0) {
-		ctx.write_errno = errno ? errno : EIO;
-		rc = 1;
-	}
-	atomic_store(&ctx.prog.done, ctx.count);
-	progress_stop(&ctx.prog, rc == 0);
-	if (rc < 0)
-		rc = cli_store_fail(&err, NULL);
-	else if (rc == 1)
-		rc = cli_fail(EXIT_ERR, "could not write the output: %s",
-		              strerror(ctx.write_errno));
-	else if (rc == 2)
-		rc = cli_fail(EXIT_ERR,
-		              "%lld events committed before the export began "
-		              "are held back by an older transaction that is "
-		              "still running (see pg_stat_activity); exported "
-		              "%lld", (long long)(counts.events - ctx.count),
-		              (long long)ctx.count);
-	else if (missing > 0)
-		rc = cli_fail(EXIT_ERR, "stream \"%s\" has no events",
-		              streams[missing - 1]);
-	free(ctx.out.p);
-	evs_store_free(store);
-	evs_error_clear(&err);
-	return rc;
-}
-
-/* ---- import ------------------------------------------------------------ */
+#include "progress.h"
 
 #define BATCH_EVENTS 1000          /* events per append, at most */
 #define BATCH_BYTES (4u << 20)     /* and about this much JSON */
@@ -554,7 +265,7 @@ static int import_line(importer *imp, char *line, size_t len, long lineno,
 {
 	ndjson_event ne;
 	char why[256];
-	evs_event *ev = NULL, *copy = NULL;
+	evs_event *ev = NULL;
 	stream_ent *e;
 	batch *b;
 	evs_uuid id;
@@ -566,19 +277,14 @@ static int import_line(importer *imp, char *line, size_t len, long lineno,
 		return read_fail(imp, EXIT_ERR, lineno,
 		                 "\"event_id\" is not a UUID");
 	/* Checked here, in line order, so that the first bad line stops
-	 * the import and is the one reported. The copy is what waits for
-	 * the append: an event made from JSON text also keeps its parsed
-	 * json-c tree, several times the size, and the reader may hold a few
-	 * hundred thousand events while it gathers streams' batches. */
+	 * the import and is the one reported. */
 	if (evs_event_new_json(&ev, ne.type, ne.data, ne.metadata, err) < 0 ||
-	    evs_event_set_id(ev, &id, err) < 0 ||
-	    evs_event_dup(&copy, ev, err) < 0) {
+	    evs_event_set_id(ev, &id, err) < 0) {
 		evs_event_free(ev);
 		return read_fail(imp, EXIT_ERR, lineno,
 		                 err->message ? err->message
 		                              : evs_strerror(err->code));
 	}
-	evs_event_free(ev);
 	size = sizeof(void *) * 8 + strlen(ne.type) + strlen(ne.data) +
 	       (ne.metadata ? strlen(ne.metadata) : 0);
 	e = stream_find(imp, ne.stream_id);
@@ -599,7 +305,7 @@ static int import_line(importer *imp, char *line, size_t len, long lineno,
 		b->cap = b->cap ? 2 * b->cap : 16;
 		b->events = cli_xrealloc(b->events, b->cap * sizeof(*b->events));
 	}
-	b->events[b->n++] = copy;
+	b->events[b->n++] = ev;
 	b->bytes += size;
 	imp->pending_events++;
 	imp->pending_bytes += size;
