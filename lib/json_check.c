@@ -2,8 +2,9 @@
  * strict mode, accepts single quotes, "1.", leading zeros and raw control
  * characters in strings. json-c still builds the values; this only decides
  * what is JSON. It also refuses what PostgreSQL's jsonb cannot store (a
- * \u0000 escape, an unpaired UTF-16 surrogate escape) and numbers beyond
- * the range of a double, which json-c would read as infinity. */
+ * \u0000 escape, an unpaired UTF-16 surrogate escape, a number past
+ * numeric's limits on exponent and scale) and numbers beyond the range of
+ * a double, which json-c would read as infinity. */
 #include <string.h>
 
 #include "common_int.h"
@@ -112,47 +113,64 @@ static int scan_string(scanner *sc)
 	return fail(sc, "a string is not closed");
 }
 
-/* 1 when the number s[0..n) (JSON syntax, no sign) is beyond what a
- * double holds: json-c would read it as infinity. Works on the decimal
- * digits, not with strtod(), which depends on the locale. Numbers within
- * 1e-16 of DBL_MAX may be refused although they would round to it. */
-static int too_large_for_double(const char *s, size_t n)
+/* PostgreSQL's numeric input (numeric_in, which jsonb uses for numbers)
+ * refuses an exponent of INT_MAX / 2 or more in magnitude, and a display
+ * scale above NUMERIC_DSCALE_MAX. The scale is the number of digits after
+ * the point once the exponent is applied, F - E (at least 0), and goes by
+ * the literal as written, not by its value: "100e-16384" is refused,
+ * although it equals 1e-16382, and so is "0.0e-16383", while "0e-16383"
+ * is stored. */
+#define PG_EXPONENT_LIMIT 1073741823LL /* INT_MAX / 2 */
+#define PG_DSCALE_MAX 16383
+
+/* 1 when a number with frac digits after its point and exponent e (less
+ * than PG_EXPONENT_LIMIT in magnitude) has a scale numeric cannot store.
+ * Compares frac with PG_DSCALE_MAX + e, rather than subtracting, so that
+ * no length of fraction overflows. */
+static int scale_too_large(size_t frac, long long e)
+{
+	if (e < -PG_DSCALE_MAX)
+		return 1;
+	return frac > (size_t)(PG_DSCALE_MAX + e);
+}
+
+/* 1 when the number is beyond what a double holds: json-c would read it
+ * as infinity. s points at its integer digits (no sign), int_digits of
+ * them, then, if frac_digits > 0, a point and the fraction; e is its
+ * exponent. Works on the decimal digits, not with strtod(), which depends
+ * on the locale. Numbers within 1e-16 of DBL_MAX may be refused although
+ * they would round to it. */
+static int too_large_for_double(const char *s, size_t int_digits,
+                                size_t frac_digits, long long e)
 {
 	static const char max17[] = "17976931348623157"; /* DBL_MAX digits */
 	char sig[18];
-	size_t i = 0, int_digits = 0, nsig = 0, lead = 0;
-	long exp10 = 0, e = 0;
-	int seen_nonzero = 0, esign = 1;
+	size_t i, n, nsig = 0, lead = 0;
+	long long exp10;
+	int seen_nonzero = 0;
 
-	for (; i < n && is_digit(s[i]); i++, int_digits++) {
+	/* Leading zeros only lower the power of ten of the first significant
+	 * digit: most numbers are settled here, without a second look at
+	 * their digits. */
+	if ((long long)int_digits - 1 + e < 308)
+		return 0;
+	n = int_digits + (frac_digits > 0 ? 1 + frac_digits : 0);
+	for (i = 0; i < n; i++) {
+		if (s[i] == '.')
+			continue;
 		if (s[i] != '0')
 			seen_nonzero = 1;
 		if (!seen_nonzero)
 			lead++;
 		else if (nsig < 17)
 			sig[nsig++] = s[i];
+		else
+			break;
 	}
-	if (i < n && s[i] == '.')
-		for (i++; i < n && is_digit(s[i]); i++) {
-			if (s[i] != '0')
-				seen_nonzero = 1;
-			if (!seen_nonzero)
-				lead++;
-			else if (nsig < 17)
-				sig[nsig++] = s[i];
-		}
 	if (!seen_nonzero)
 		return 0;
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		if (s[i] == '+' || s[i] == '-')
-			esign = s[i++] == '-' ? -1 : 1;
-		for (; i < n && is_digit(s[i]); i++)
-			if (e < 100000)
-				e = e * 10 + (s[i] - '0');
-	}
 	/* The power of ten of the first significant digit. */
-	exp10 = (long)int_digits - 1 - (long)lead + esign * e;
+	exp10 = (long long)int_digits - 1 - (long long)lead + e;
 	if (exp10 != 308)
 		return exp10 > 308;
 	sig[nsig] = '\0';
@@ -162,7 +180,9 @@ static int too_large_for_double(const char *s, size_t n)
 static int scan_number(scanner *sc)
 {
 	const char *s = sc->s;
-	size_t digits;
+	size_t digits, int_digits, frac_digits = 0, frac_start;
+	long long e = 0;
+	int eneg = 0;
 
 	if (s[sc->pos] == '-')
 		sc->pos++;
@@ -175,25 +195,46 @@ static int scan_number(scanner *sc)
 	} else {
 		return fail(sc, "a number needs a digit");
 	}
+	int_digits = sc->pos - digits;
 	if (sc->pos < sc->len && s[sc->pos] == '.') {
 		sc->pos++;
 		if (sc->pos >= sc->len || !is_digit(s[sc->pos]))
 			return fail(sc, "a number needs digits after its point");
+		frac_start = sc->pos;
 		while (sc->pos < sc->len && is_digit(s[sc->pos]))
 			sc->pos++;
+		frac_digits = sc->pos - frac_start;
 	}
 	if (sc->pos < sc->len && (s[sc->pos] == 'e' || s[sc->pos] == 'E')) {
 		sc->pos++;
 		if (sc->pos < sc->len && (s[sc->pos] == '+' || s[sc->pos] == '-'))
-			sc->pos++;
+			eneg = s[sc->pos++] == '-';
 		if (sc->pos >= sc->len || !is_digit(s[sc->pos]))
 			return fail(sc, "a number needs digits in its exponent");
-		while (sc->pos < sc->len && is_digit(s[sc->pos]))
+		/* Saturates past the limit: any number of digits is safe. */
+		while (sc->pos < sc->len && is_digit(s[sc->pos])) {
+			if (e < PG_EXPONENT_LIMIT)
+				e = e * 10 + (s[sc->pos] - '0');
 			sc->pos++;
+		}
+		if (eneg)
+			e = -e;
 	}
 	if (sc->pos < sc->len && is_digit(s[sc->pos]))
 		return fail(sc, "a number has a leading zero");
-	if (too_large_for_double(s + digits, sc->pos - digits)) {
+	if (e >= PG_EXPONENT_LIMIT || e <= -PG_EXPONENT_LIMIT) {
+		sc->pos = digits;
+		return fail(sc, "a number has an exponent of 1073741823 or "
+		                "more in magnitude (PostgreSQL's numeric "
+		                "limit)");
+	}
+	if (scale_too_large(frac_digits, e)) {
+		sc->pos = digits;
+		return fail(sc, "a number has more than 16383 digits after its "
+		                "point once its exponent is applied "
+		                "(PostgreSQL's numeric limit)");
+	}
+	if (too_large_for_double(s + digits, int_digits, frac_digits, e)) {
 		sc->pos = digits;
 		return fail(sc, "a number is too large for a double");
 	}

@@ -63,12 +63,23 @@ typedef struct evs_event evs_event;
 
 /**
  * Builds a new event with a fresh UUIDv7 id.
+ *
+ * The PostgreSQL backend stores data and metadata as jsonb, so what a
+ * load returns is jsonb's rendering: object keys in jsonb's order, the
+ * last of duplicate keys kept, whitespace normalised, numbers in jsonb's
+ * spelling (1e2 reads back as 100). The in-memory backend keeps the
+ * event's text exactly as given.
+ *
  * @param[out] out   yours: free with evs_event_free(); NULL on failure
  * @param type       borrowed for the call: 1 to 255 bytes of UTF-8, no
  *                   control characters
  * @param data       borrowed for the call (the event keeps its JSON text,
  *                   not your object); NULL is JSON null. Numbers must be
- *                   finite and strings valid UTF-8 without NUL.
+ *                   finite and at most DBL_MAX in magnitude, with at most
+ *                   16383 digits after the point once the exponent is
+ *                   applied and an exponent below 1073741823 in magnitude
+ *                   (PostgreSQL's numeric limits); strings must be valid
+ *                   UTF-8 without NUL.
  * @param metadata   borrowed for the call: a JSON object, or NULL for none
  * @param err        may be NULL; filled on failure
  * @return 0, EVS_EINVALID naming the bad argument, or EVS_ENOMEM
@@ -79,7 +90,20 @@ EVS_EXTERN(int) evs_event_new(evs_event **out, const char *type,
 
 /**
  * Like evs_event_new(), but data and metadata are JSON text, which is
- * checked (strict JSON, valid UTF-8) and kept as written.
+ * checked (strict JSON, valid UTF-8, nothing jsonb cannot hold) and kept
+ * as written.
+ *
+ * Numbers must be finite and at most DBL_MAX in magnitude, with at most
+ * 16383 digits after the point once the exponent is applied and an
+ * exponent below 1073741823 in magnitude (PostgreSQL's numeric limits):
+ * "1e-16383" is accepted, "1e-16384" and "100e-16384" are not.
+ *
+ * The PostgreSQL backend stores data and metadata as jsonb, so what a
+ * load returns is jsonb's rendering of your text: object keys in jsonb's
+ * order, the last of duplicate keys kept, whitespace normalised, numbers
+ * in jsonb's spelling (1e2 reads back as 100). The in-memory backend
+ * keeps the text exactly as given.
+ *
  * @param data_json      borrowed for the call: any JSON value; not NULL
  * @param metadata_json  borrowed for the call: a JSON object, or NULL
  * @return 0, EVS_EINVALID naming the bad argument, or EVS_ENOMEM

@@ -19,5 +19,6 @@ PGconn *pg_test_connect(void);
 const char *pg_test_exec(PGconn *conn, const char *sql);
 
 Suite *pg_suite(void);
+Suite *pg_json_suite(void);
 
 #endif

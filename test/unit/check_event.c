@@ -801,6 +801,267 @@ START_TEST(new_json_rejects_metadata_that_is_not_an_object)
 }
 END_TEST
 
+/* ---- PostgreSQL's numeric limits ---- */
+
+/* jsonb stores numbers as numeric, whose input (set_var_from_str) refuses
+ * an exponent of INT_MAX / 2 or more in magnitude, and a display scale
+ * above 16383: the digits written after the point, F, less the exponent
+ * as written, E (at least 0). It goes by the literal, not the value. */
+#define SCALE_WHY "more than 16383 digits after its point"
+#define EXPONENT_WHY "exponent of 1073741823 or more"
+
+/* Each row: a number numeric stores, next to one it refuses, and why. */
+static const struct {
+	const char *ok, *refused, *why;
+} numeric_limits[] = {
+	{"1e-16383", "1e-16384", SCALE_WHY},
+	{"-1e-16383", "-1e-16384", SCALE_WHY},
+	{"0e-16383", "0.0e-16383", SCALE_WHY},      /* F counts, zero or not */
+	{"-0e-16383", "-0e-16384", SCALE_WHY},
+	{"100e-16383", "100e-16384", SCALE_WHY},    /* that one is 1e-16382 */
+	{"1.5e-16382", "1.5e-16383", SCALE_WHY},
+	{"-1.5e-16382", "-1.5e-16383", SCALE_WHY},
+	{"1.0e-16382", "1.0e-16383", SCALE_WHY},
+	{"0.00001e-16378", "0.00001e-16379", SCALE_WHY},
+	{"123.456e-16380", "123.456e-16381", SCALE_WHY},
+	{"1E-16383", "1E-16384", SCALE_WHY},
+	{"1e-000000000000000000000016383", "1e-000000000000000000000016384",
+	 SCALE_WHY},
+	{"1e-16383", "1e-1073741822", SCALE_WHY},   /* the exponent is fine */
+	{"0e1073741822", "0e1073741823", EXPONENT_WHY},
+	{"-0e1073741822", "-0e1073741823", EXPONENT_WHY},
+	{"0E+1073741822", "0E+1073741823", EXPONENT_WHY},
+	{"0.0e1073741822", "0.0e1073741823", EXPONENT_WHY},
+	{"0e-16383", "0e-1073741823", EXPONENT_WHY},
+	{"1e-16383", "1e-1073741823", EXPONENT_WHY},
+	{"0e99", "0e99999999999999999999", EXPONENT_WHY}, /* past 64 bits */
+	{"1e-99", "1e-99999999999999999999", EXPONENT_WHY},
+	{"0e0", "0e-999999999999999999999999999999999999999", EXPONENT_WHY},
+};
+#define N_NUMERIC_LIMITS (sizeof(numeric_limits) / sizeof(numeric_limits[0]))
+
+/* Where a number can stand: alone, in an array, deep in an object. */
+static const char *const number_places[] = {
+	"%s",
+	"[%s]",
+	"[1, \"%s\", %s]",
+	"{\"a\": {\"b\": [true, %s]}, \"c\": 2}",
+};
+#define N_NUMBER_PLACES (sizeof(number_places) / sizeof(number_places[0]))
+
+/* place with each %s replaced by number; yours (free()). */
+static char *place_number(const char *place, const char *number)
+{
+	size_t n = strlen(place) + 2 * strlen(number) + 1;
+	char *s = malloc(n);
+
+	ck_assert_ptr_nonnull(s);
+	snprintf(s, n, place, number, number);
+	return s;
+}
+
+/* evs_event_new_json(data, meta) refuses, naming what, for why. */
+static void assert_refused(const char *data, const char *meta,
+                           const char *what, const char *why)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = not_set;
+	int rc = evs_event_new_json(&ev, "t", data, meta, &err);
+
+	ck_assert_msg(rc == EVS_EINVALID, "data %.80s, metadata %.80s gave %d",
+	              data, meta ? meta : "NULL", rc);
+	ASSERT_EINVALID(rc, err, what);
+	ck_assert_msg(strstr(err.message, why) != NULL &&
+	              strstr(err.message, "PostgreSQL's numeric limit") != NULL,
+	              "message \"%s\" does not say \"%s\"", err.message, why);
+	ck_assert_ptr_null(ev);
+	evs_error_clear(&err);
+}
+
+/* evs_event_new_json(data, meta) makes an event that keeps both texts. */
+static void assert_accepted(const char *data, const char *meta)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = NULL;
+	int rc = evs_event_new_json(&ev, "t", data, meta, &err);
+
+	ck_assert_msg(rc == 0, "data %.80s, metadata %.80s gave %d: %s", data,
+	              meta ? meta : "NULL", rc, err.message);
+	ck_assert(strcmp(evs_event_data_json(ev), data) == 0);
+	if (meta != NULL)
+		ck_assert(strcmp(evs_event_metadata_json(ev), meta) == 0);
+	evs_event_free(ev);
+	evs_error_clear(&err);
+}
+
+/* Both sides of each limit, in data and in metadata, wherever the number
+ * stands. */
+START_TEST(new_json_numeric_limits)
+{
+	const char *ok = numeric_limits[_i].ok;
+	const char *refused = numeric_limits[_i].refused;
+	const char *why = numeric_limits[_i].why;
+	size_t p;
+
+	for (p = 0; p < N_NUMBER_PLACES; p++) {
+		char *good = place_number(number_places[p], ok);
+		char *bad = place_number(number_places[p], refused);
+		char *good_meta = place_number("{\"m\": %s}", good);
+		char *bad_meta = place_number("{\"m\": %s}", bad);
+
+		assert_accepted(good, NULL);
+		assert_accepted("{}", good_meta);
+		assert_refused(bad, NULL, "data", why);
+		assert_refused(bad, "{}", "data", why);
+		assert_refused("{}", bad_meta, "metadata", why);
+		assert_refused(good, bad_meta, "metadata", why);
+		free(good);
+		free(bad);
+		free(good_meta);
+		free(bad_meta);
+	}
+	/* As a string, the same text is no number at all. */
+	{
+		char *s = place_number("[\"%s\", {\"%s\": 1}]", refused);
+
+		assert_accepted(s, NULL);
+		free(s);
+	}
+}
+END_TEST
+
+/* "0." and n zeros, then "1", then exp; yours (free()). */
+static char *long_fraction(size_t zeros, const char *exp)
+{
+	size_t n = 2 + zeros + 1 + strlen(exp) + 1;
+	char *s = malloc(n);
+
+	ck_assert_ptr_nonnull(s);
+	memcpy(s, "0.", 2);
+	memset(s + 2, '0', zeros);
+	s[2 + zeros] = '1';
+	strcpy(s + 3 + zeros, exp);
+	return s;
+}
+
+/* The scale counts every digit written after the point, so a long
+ * fraction hits the limit without an exponent, and a positive exponent
+ * buys it back digit for digit. */
+START_TEST(new_json_numeric_scale_of_long_fractions)
+{
+	static const struct {
+		size_t zeros;
+		const char *exp;
+		int ok;
+	} cases[] = {
+		{16382, "", 1},         /* 16383 digits after the point */
+		{16383, "", 0},
+		{16382, "e0", 1},
+		{16383, "e-0", 0},
+		{16383, "e1", 1},
+		{20000, "e3618", 1},    /* 20001 - 3618 = 16383 */
+		{20000, "e+3617", 0},
+		{16381, "e-1", 1},
+		{16381, "e-2", 0},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *num = long_fraction(cases[i].zeros, cases[i].exp);
+		char *arr = place_number("[-%s]", num);
+		char *meta = place_number("{\"m\": %s}", num);
+
+		if (cases[i].ok) {
+			assert_accepted(num, NULL);
+			assert_accepted(arr, meta);
+		} else {
+			assert_refused(num, NULL, "data", SCALE_WHY);
+			assert_refused(arr, NULL, "data", SCALE_WHY);
+			assert_refused("[]", meta, "metadata", SCALE_WHY);
+		}
+		free(num);
+		free(arr);
+		free(meta);
+	}
+}
+END_TEST
+
+/* A json-c value with a custom serializer prints its own text: the same
+ * limits hold for evs_event_new(). */
+START_TEST(new_numeric_limits)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = not_set;
+	json_object *data, *meta;
+	size_t i;
+
+	for (i = 0; i < N_NUMERIC_LIMITS; i++) {
+		const char *ok = numeric_limits[i].ok;
+		const char *refused = numeric_limits[i].refused;
+
+		data = json_object_new_array();
+		json_object_array_add(data, json_object_new_double_s(0.0, ok));
+		meta = json_object_new_object();
+		json_object_object_add(meta, "m",
+		                       json_object_new_double_s(0.0, ok));
+		ck_assert_msg(evs_event_new(&ev, "t", data, meta, &err) == 0,
+		              "%s: %s", ok, err.message);
+		evs_event_free(ev);
+		ev = not_set;
+		json_object_array_put_idx(data, 0,
+		                          json_object_new_double_s(0.0, refused));
+		ASSERT_EINVALID(evs_event_new(&ev, "t", data, NULL, &err), err,
+		                "data");
+		ck_assert_msg(strstr(err.message, numeric_limits[i].why) != NULL,
+		              "message \"%s\"", err.message);
+		ck_assert_ptr_null(ev);
+		ev = not_set;
+		json_object_object_add(meta, "m",
+		                       json_object_new_double_s(0.0, refused));
+		ASSERT_EINVALID(evs_event_new(&ev, "t", NULL, meta, &err), err,
+		                "metadata");
+		ck_assert_ptr_null(ev);
+		ev = not_set;
+		json_object_put(data);
+		json_object_put(meta);
+	}
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* What numeric refuses never reaches a store: the in-memory one, which
+ * would keep any text, stays empty. */
+START_TEST(refused_numbers_are_never_stored)
+{
+	evs_store *store = NULL;
+	evs_event_list *list = NULL;
+	size_t i, made = 0;
+
+	ck_assert_int_eq(evs_store_open_memory(&store, NULL), 0);
+	for (i = 0; i < N_NUMERIC_LIMITS; i++) {
+		char *data = place_number("[%s]", numeric_limits[i].refused);
+		evs_event *ev = NULL;
+
+		if (evs_event_new_json(&ev, "t", data, NULL, NULL) == 0) {
+			made++;
+			evs_store_append(NULL, store, "n-1", EVS_ANY_VERSION,
+			                 &ev, 1, NULL);
+		}
+		evs_event_free(ev);
+		free(data);
+	}
+	ck_assert_int_eq(evs_store_load(&list, store, "n-1", EVS_NO_VERSION,
+	                                NULL),
+	                 0);
+	ck_assert_msg(evs_event_list_count(list) == 0,
+	              "the memory store kept %zu events",
+	              evs_event_list_count(list));
+	ck_assert_uint_eq(made, 0);
+	evs_event_list_free(list);
+	evs_store_free(store);
+}
+END_TEST
+
 /* ---- type names ---- */
 
 static const char *const bad_types[] = {
@@ -1559,6 +1820,14 @@ Suite *event_suite(void)
 	tcase_add_test(tc, new_json_rejects_null_data);
 	tcase_add_loop_test(tc, new_json_rejects_metadata_that_is_not_an_object,
 	                    0, (int)N_NON_OBJECT_JSON);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("numeric_limits");
+	tcase_add_loop_test(tc, new_json_numeric_limits, 0,
+	                    (int)N_NUMERIC_LIMITS);
+	tcase_add_test(tc, new_json_numeric_scale_of_long_fractions);
+	tcase_add_test(tc, new_numeric_limits);
+	tcase_add_test(tc, refused_numbers_are_never_stored);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("type");
