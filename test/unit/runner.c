@@ -27,6 +27,7 @@ int main(void)
 	srunner_add_suite(sr, memory_suite());
 	srunner_add_suite(sr, aggregate_suite());
 	srunner_add_suite(sr, repo_suite());
+	srunner_add_suite(sr, tcp_proxy_suite());
 	srunner_add_suite(sr, contract_suite(&memory_backend));
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

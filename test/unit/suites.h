@@ -10,5 +10,6 @@ Suite *store_args_suite(void); /* check_store_args.c: front-end checks */
 Suite *memory_suite(void);     /* check_memory.c: memory-backend specifics */
 Suite *aggregate_suite(void);  /* check_aggregate.c */
 Suite *repo_suite(void);       /* check_repo.c */
+Suite *tcp_proxy_suite(void);  /* check_tcp_proxy.c: test-only proxy */
 
 #endif
