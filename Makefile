@@ -44,7 +44,7 @@ CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
 DEPFLAGS    = -MMD -MP
 EVS_CFLAGS  = -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
-              -Iinclude -Ilib $(WARN) $(OPT) $(SAN) $(DEPS_CFLAGS) \
+              -Iinclude -Ilib -I$(BUILD)/gen $(WARN) $(OPT) $(SAN) $(DEPS_CFLAGS) \
               $(CPPFLAGS) $(CFLAGS)
 TEST_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Itest $(WARN) \
               $(OPT) $(SAN) $(DEPS_CFLAGS) $(CHECK_CFLAGS) $(CPPFLAGS) $(CFLAGS)
@@ -58,7 +58,7 @@ SO_LDFLAGS  = -shared -Wl,-soname,$(SONAME) \
               -Wl,--version-script=lib/evstore.map $(if $(SAN),,-Wl,-z,defs)
 
 BUILD   ?= build
-LIB_SRCS := $(wildcard lib/*.c)
+LIB_SRCS := $(wildcard lib/*.c lib/pg/*.c)
 LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/lib/%.o)
 HEADERS  := $(wildcard include/evstore/*.h)
 
@@ -113,6 +113,15 @@ need-check:
 $(BUILD)/lib/%.o: lib/%.c | need-pkgs
 	@mkdir -p $(@D)
 	$(CC) $(EVS_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+# The library knows the sql/ migrations by name (it names the one a
+# schema lacks); a static assertion ties their number to
+# EVS_PG_SCHEMA_VERSION, so a migration cannot be added unnoticed.
+$(BUILD)/gen/pg_migrations.h: $(MIGRATIONS) tools/embed-sql.sh
+	@mkdir -p $(@D)
+	sh tools/embed-sql.sh --names $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/lib/pg/open.o: $(BUILD)/gen/pg_migrations.h
 
 $(BUILD)/$(REALNAME): $(LIB_OBJS) lib/evstore.map
 	$(CC) $(SO_LDFLAGS) $(SAN) $(LDFLAGS) -o $@ $(LIB_OBJS) $(DEPS_LIBS) \

@@ -175,6 +175,8 @@ const char *evs_strerror(int code)
 		return "duplicate event id";
 	case EVS_ESCHEMA:
 		return "schema version mismatch";
+	case EVS_ECONFIG:
+		return "connection refused by configuration";
 	default:
 		return "unknown error";
 	}

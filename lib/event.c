@@ -377,7 +377,23 @@ int evs_event_new_stored(evs_event **out, const evs_uuid *id,
 	ev->version = version;
 	ev->position = position;
 	ev->recorded_at = recorded_at;
+	ev->has_time = 1;
 	*out = ev;
+	return 0;
+}
+
+int evs_event_set_recorded_at(evs_event *ev, int64_t micros, evs_error *err)
+{
+	evs__error_reset(err);
+	if (ev == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "event must not be NULL");
+	if (micros < EVS_TIME_MIN_US || micros > EVS_TIME_MAX_US)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "micros %lld is outside 4714 BC to "
+		                     "294247 AD", (long long)micros);
+	ev->recorded_at = micros;
+	ev->has_time = 1;
 	return 0;
 }
 
@@ -417,6 +433,7 @@ int evs_event_dup(evs_event **out, const evs_event *ev, evs_error *err)
 	copy->version = ev->version;
 	copy->position = ev->position;
 	copy->recorded_at = ev->recorded_at;
+	copy->has_time = ev->has_time;
 	copy->commit = ev->commit;
 	*out = copy;
 	return 0;

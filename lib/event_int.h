@@ -17,6 +17,7 @@ struct evs_event {
 	int64_t version;        /* EVS_NO_VERSION until stored */
 	int64_t position;
 	int64_t recorded_at;
+	int has_time;           /* recorded_at is set: stored, or by the caller */
 	uint64_t commit;        /* writing transaction; 0 until read_all */
 	/* Parsed on first use; set once with a compare-and-swap so that
 	 * readers on several threads agree on one object. */
@@ -30,5 +31,10 @@ struct evs_event_list {
 	size_t cap;
 	evs_event **items;
 };
+
+/* PostgreSQL's timestamptz range, in microseconds since 1970-01-01 UTC:
+ * 4714-11-24 BC 00:00 UTC up to what an int64 holds, 294247-01-10. */
+#define EVS_TIME_MIN_US (-210866803200000000LL)
+#define EVS_TIME_MAX_US INT64_MAX
 
 #endif

@@ -7,8 +7,15 @@
 
 #include "event_int.h"
 
-/* Events copied per lock hold by a read. */
+/* Events copied per lock hold by a read, and the bytes of JSON they may
+ * hold (past it, a chunk ends after the event that crossed it). */
 #define READ_CHUNK 256
+#define READ_CHUNK_BYTES (1u << 20)
+
+static size_t event_bytes(const evs_event *ev)
+{
+	return ev->data_len + ev->metadata_len;
+}
 
 typedef struct mem_stream {
 	char *id;
@@ -229,9 +236,10 @@ static int check_append(int64_t *version_out, const mem_stream *s,
 	return 0;
 }
 
-static int mem_append(int64_t *version_out, evs_backend *be,
-                      const char *id, int64_t expected,
-                      evs_event *const *events, size_t n, evs_error *err)
+static int mem_append_ext(evs_append_result *out, evs_backend *be,
+                          const char *id, int64_t expected,
+                          evs_event *const *events, size_t n,
+                          unsigned int flags, evs_error *err)
 {
 	mem_backend *mb = (mem_backend *)be;
 	evs_event **built = NULL;
@@ -240,10 +248,12 @@ static int mem_append(int64_t *version_out, evs_backend *be,
 	size_t i, made = 0;
 	int rc;
 
+	out->replayed = 0;
 	pthread_mutex_lock(&mb->lock);
 	s = find_stream(mb, id);
-	rc = check_append(version_out, s, id, expected, events, n, err);
+	rc = check_append(&out->version, s, id, expected, events, n, err);
 	if (rc != 0) {
+		out->replayed = rc > 0;
 		rc = rc > 0 ? 0 : rc;
 		goto done;
 	}
@@ -282,7 +292,10 @@ static int mem_append(int64_t *version_out, evs_backend *be,
 		                         ev->metadata_len, id,
 		                         base + (int64_t)made,
 		                         mb->last_position + 1 + (int64_t)made,
-		                         now, NULL) < 0)
+		                         (flags & EVS_APPEND_KEEP_TIME)
+		                                 ? ev->recorded_at
+		                                 : now,
+		                         NULL) < 0)
 			goto nomem;
 		evs_event_set_checkpoint(built[made], mb->last_commit + 1);
 	}
@@ -299,7 +312,7 @@ static int mem_append(int64_t *version_out, evs_backend *be,
 	}
 	mb->last_position += (int64_t)n;
 	mb->last_commit++;
-	*version_out = (int64_t)s->count - 1;
+	out->version = (int64_t)s->count - 1;
 	rc = 0;
 	goto done;
 nomem:
@@ -313,34 +326,51 @@ done:
 	return rc;
 }
 
+static int mem_append(int64_t *version_out, evs_backend *be,
+                      const char *id, int64_t expected,
+                      evs_event *const *events, size_t n, evs_error *err)
+{
+	evs_append_result res;
+	int rc = mem_append_ext(&res, be, id, expected, events, n, 0, err);
+
+	if (rc == 0)
+		*version_out = res.version;
+	return rc;
+}
+
 static int mem_read(evs_backend *be, const char *id, int64_t after,
                     evs_backend_event_cb cb, void *payload, evs_error *err)
 {
 	mem_backend *mb = (mem_backend *)be;
 	evs_event *chunk[READ_CHUNK];
 	/* after is EVS_NO_VERSION or more: no overflow in unsigned. */
-	size_t next = (size_t)((uint64_t)after + 1), end = 0, n, i;
+	size_t next = (size_t)((uint64_t)after + 1), end = 0, n, i, bytes;
 	int rc = 0;
-	int first = 1;
+	int first = 1, failed = 0;
 
 	for (;;) {
 		mem_stream *s;
 
 		n = 0;
+		bytes = 0;
 		pthread_mutex_lock(&mb->lock);
 		s = find_stream(mb, id);
 		/* Read up to where the stream ended when the read began. */
 		if (first && s != NULL)
 			end = s->count;
 		first = 0;
-		while (s != NULL && next + n < end && n < READ_CHUNK) {
+		while (s != NULL && next + n < end && n < READ_CHUNK &&
+		       bytes < READ_CHUNK_BYTES) {
 			if (evs_event_dup(&chunk[n], s->events[next + n],
-			                  NULL) < 0)
+			                  NULL) < 0) {
+				failed = 1;
 				break;
+			}
+			bytes += event_bytes(chunk[n]);
 			n++;
 		}
 		pthread_mutex_unlock(&mb->lock);
-		if (s != NULL && next + n < end && n < READ_CHUNK) {
+		if (failed) {
 			rc = evs__error_nomem(err);
 			goto drop;
 		}
@@ -388,25 +418,32 @@ static int mem_read_all(evs_backend *be, const evs_position *after,
 	evs_event *chunk[READ_CHUNK];
 	int64_t last = after->global;
 	size_t left = max_events ? max_events : SIZE_MAX, n, i, next, end;
-	int rc = 0, first = 1;
+	size_t bytes;
+	int rc = 0, first = 1, failed = 0;
 
 	/* Positions follow commit order here, so the global position alone
 	 * places a checkpoint. */
 	end = 0;
 	while (left > 0) {
 		n = 0;
+		bytes = 0;
 		pthread_mutex_lock(&mb->lock);
 		if (first)
 			end = mb->log_count;
 		first = 0;
-		for (next = log_after(mb, last); next < end && n < READ_CHUNK &&
-		                                 n < left; next++) {
-			if (evs_event_dup(&chunk[n], mb->log[next], NULL) < 0)
+		for (next = log_after(mb, last);
+		     next < end && n < READ_CHUNK && n < left &&
+		     bytes < READ_CHUNK_BYTES;
+		     next++) {
+			if (evs_event_dup(&chunk[n], mb->log[next], NULL) < 0) {
+				failed = 1;
 				break;
+			}
+			bytes += event_bytes(chunk[n]);
 			n++;
 		}
 		pthread_mutex_unlock(&mb->lock);
-		if (next < end && n < READ_CHUNK && n < left) {
+		if (failed) {
 			for (i = 0; i < n; i++)
 				evs_event_free(chunk[i]);
 			return evs__error_nomem(err);
@@ -474,6 +511,7 @@ int evs_backend_memory_new(evs_backend **out, evs_error *err)
 		                     "could not create a mutex");
 	}
 	mb->base.version = EVS_BACKEND_VERSION;
+	mb->base.append_ext = mem_append_ext;
 	mb->base.append = mem_append;
 	mb->base.read = mem_read;
 	mb->base.head = mem_head;

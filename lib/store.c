@@ -125,12 +125,33 @@ static int check_expected(int64_t expected, size_t n, evs_error *err)
 	return 0;
 }
 
-int evs_store_append(int64_t *version_out, evs_store *store,
-                     const char *aggregate_id, int64_t expected_version,
-                     evs_event *const *events, size_t n_events,
-                     evs_error *err)
+/* With EVS_APPEND_KEEP_TIME: an exact version and a time on every event. */
+static int check_keep_time(int64_t expected, evs_event *const *events,
+                           size_t n, evs_error *err)
 {
-	int64_t version = EVS_NO_VERSION;
+	size_t i;
+
+	if (expected < EVS_NO_VERSION)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "EVS_APPEND_KEEP_TIME needs an exact "
+		                     "expected_version, not %lld",
+		                     (long long)expected);
+	for (i = 0; i < n; i++)
+		if (!events[i]->has_time)
+			return evs_error_set(err, EVS_EINVALID, NULL,
+			                     "events[%zu] has no recorded time "
+			                     "(EVS_APPEND_KEEP_TIME; see "
+			                     "evs_event_set_recorded_at())", i);
+	return 0;
+}
+
+int evs_store_append_ext(evs_append_result *out, evs_store *store,
+                         const char *aggregate_id, int64_t expected_version,
+                         evs_event *const *events, size_t n_events,
+                         unsigned int flags, evs_error *err)
+{
+	evs_append_result res = {EVS_NO_VERSION, 0};
+	evs_backend *be;
 	int rc;
 
 	evs__error_reset(err);
@@ -139,23 +160,53 @@ int evs_store_append(int64_t *version_out, evs_store *store,
 	    (rc = check_expected(expected_version, n_events, err)) < 0 ||
 	    (rc = check_batch(events, n_events, err)) < 0)
 		return rc;
+	if ((flags & ~EVS_APPEND_KEEP_TIME) != 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "flags 0x%x holds unknown bits", flags);
+	if ((flags & EVS_APPEND_KEEP_TIME) &&
+	    (rc = check_keep_time(expected_version, events, n_events, err)) < 0)
+		return rc;
+	be = store->be;
 	if (n_events == 0) {
-		if (version_out == NULL)
+		if (out == NULL)
 			return 0;
-		rc = evs_store_current_version(&version, store, aggregate_id,
-		                               err);
+		rc = evs_store_current_version(&res.version, store,
+		                               aggregate_id, err);
 		if (rc == EVS_ENOTFOUND) {
 			evs__error_reset(err);
 			rc = 0;
 		}
 		if (rc == 0)
-			*version_out = version;
+			*out = res;
 		return rc;
 	}
-	rc = store->be->append(&version, store->be, aggregate_id,
-	                       expected_version, events, n_events, err);
+	if (be->version >= 3 && be->append_ext != NULL)
+		rc = be->append_ext(&res, be, aggregate_id, expected_version,
+		                    events, n_events, flags, err);
+	else if (flags != 0)
+		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                     "this store's backend cannot keep "
+		                     "recorded times");
+	else
+		rc = be->append(&res.version, be, aggregate_id,
+		                expected_version, events, n_events, err);
+	if (rc == 0 && out != NULL)
+		*out = res;
+	return rc;
+}
+
+int evs_store_append(int64_t *version_out, evs_store *store,
+                     const char *aggregate_id, int64_t expected_version,
+                     evs_event *const *events, size_t n_events,
+                     evs_error *err)
+{
+	evs_append_result res;
+	int rc = evs_store_append_ext(version_out ? &res : NULL, store,
+	                              aggregate_id, expected_version, events,
+	                              n_events, 0, err);
+
 	if (rc == 0 && version_out != NULL)
-		*version_out = version;
+		*version_out = res.version;
 	return rc;
 }
 

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /** The vtable version this header describes. */
-#define EVS_BACKEND_VERSION 2
+#define EVS_BACKEND_VERSION 3
 
 /**
  * Receives one event from a backend's read slot.
@@ -88,11 +88,29 @@ struct evs_backend {
 	                size_t max_events, evs_backend_event_cb cb,
 	                void *payload, evs_error *err);
 
-	/* ---- version 3 and later: append new slots here, never reorder ---- */
+	/* ---- version 3 ---- */
+
+	/**
+	 * Optional (NULL: the front end calls append, reports replayed = 0,
+	 * and refuses flags with EVS_EUNSUPPORTED). Like append, and also
+	 * sets out->replayed to 1 when the batch was an idempotent replay
+	 * (out->version as append's version_out). With EVS_APPEND_KEEP_TIME
+	 * in @p flags, stores each event's evs_event_recorded_at() instead of
+	 * the clock's; the front end has checked that the expected version is
+	 * exact and that every event has a time. Other flag bits are never
+	 * set.
+	 */
+	int (*append_ext)(evs_append_result *out, evs_backend *be,
+	                  const char *aggregate_id, int64_t expected_version,
+	                  evs_event *const *events, size_t n_events,
+	                  unsigned int flags, evs_error *err);
+
+	/* ---- version 4 and later: append new slots here, never reorder ---- */
 };
 
 /** Initialiser for a backend vtable. */
-#define EVS_BACKEND_INIT {EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL}
+#define EVS_BACKEND_INIT \
+	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /**
  * Wraps a backend in a store handle.

@@ -24,7 +24,11 @@ typedef enum {
 	EVS_EUNAVAILABLE = -8, /**< cannot reach the database: retry later */
 	EVS_ETIMEOUT = -9,     /**< a lock, statement or pool wait ran out */
 	EVS_EDUPLICATE = -10,  /**< an event id is already used in the stream */
-	EVS_ESCHEMA = -11      /**< database schema absent, older or newer */
+	EVS_ESCHEMA = -11,     /**< database schema absent, older or newer */
+	EVS_ECONFIG = -12      /**< the server refused the connection settings
+	                            (no such database or role, authentication
+	                            failed, SSL required or refused): fix the
+	                            configuration; retrying will not help */
 } evs_code;
 
 /**

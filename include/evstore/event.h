@@ -124,6 +124,17 @@ EVS_EXTERN(int) evs_event_set_id(evs_event *ev, const evs_uuid *id,
                                  evs_error *err);
 
 /**
+ * Sets the time an event was recorded, for an event to be appended with
+ * EVS_APPEND_KEEP_TIME (a restore). Only for an event not yet shared with
+ * other threads; an event read from a store already has its time.
+ * @param micros  microseconds since 1970-01-01 UTC, within PostgreSQL's
+ *                timestamptz range (4714 BC to 294247 AD)
+ * @return 0, or EVS_EINVALID
+ */
+EVS_EXTERN(int) evs_event_set_recorded_at(evs_event *ev, int64_t micros,
+                                          evs_error *err);
+
+/**
  * Makes an independent copy of @p ev, stored fields included.
  * @param[out] out  yours: free with evs_event_free(); NULL on failure
  * @return 0, EVS_EINVALID (NULL argument) or EVS_ENOMEM
@@ -174,7 +185,8 @@ EVS_EXTERN(int64_t) evs_event_position(const evs_event *ev);
 
 /**
  * When the store recorded the event: microseconds since 1970-01-01 UTC;
- * 0 for an event never stored.
+ * 0 for an event never stored (unless set with
+ * evs_event_set_recorded_at()).
  */
 EVS_EXTERN(int64_t) evs_event_recorded_at(const evs_event *ev);
 

@@ -12,14 +12,34 @@ extern "C" {
 #endif
 
 /** The options-struct version this header describes. */
-#define EVS_PG_OPTIONS_VERSION 1
+#define EVS_PG_OPTIONS_VERSION 2
 
 /** The schema version (highest sql/ migration) this library works with. */
-#define EVS_PG_SCHEMA_VERSION 1
+#define EVS_PG_SCHEMA_VERSION 2
+
+/** Levels of the messages a log callback receives (PostgreSQL's). */
+#define EVS_LOG_DEBUG 0   /**< DEBUG1 to DEBUG5 */
+#define EVS_LOG_INFO 1    /**< LOG and INFO */
+#define EVS_LOG_NOTICE 2  /**< NOTICE */
+#define EVS_LOG_WARNING 3 /**< WARNING */
+
+/**
+ * Receives the server's notices and warnings on evstore's connections
+ * (a trigger's RAISE NOTICE, a deprecation warning). Called on the thread
+ * whose call received the message, so possibly on several threads at
+ * once; it must not call the store.
+ * @param level     EVS_LOG_DEBUG to EVS_LOG_WARNING
+ * @param sqlstate  borrowed for the call: five characters ("01000")
+ * @param message   borrowed for the call: the server's message, one line
+ * @param payload   evs_pg_options.log_payload
+ */
+typedef void (*evs_log_cb)(int level, const char *sqlstate,
+                           const char *message, void *payload);
 
 /**
  * Settings of a PostgreSQL store. Initialise with EVS_PG_OPTIONS_INIT,
- * then change what you need; a zero means "the default".
+ * then change what you need; a zero means "the default". A struct of an
+ * older version (version 1) is read only up to its own last field.
  */
 typedef struct evs_pg_options {
 	unsigned int version;  /**< always first: EVS_PG_OPTIONS_VERSION */
@@ -32,10 +52,29 @@ typedef struct evs_pg_options {
 	                                        0: the server's setting */
 	unsigned int lock_timeout_ms;      /**< server lock_timeout; 0: the
 	                                        server's setting */
+	/* ---- version 2 ---- */
+	unsigned int connect_timeout_ms; /**< longest wait for a connection
+	                                      to be made, before
+	                                      EVS_EUNAVAILABLE; 0: 10000.
+	                                      A connect_timeout in the
+	                                      conninfo, a service file or
+	                                      PGCONNECT_TIMEOUT wins */
+	unsigned int call_timeout_ms; /**< client-side deadline of every
+	                                   request to the server (an append,
+	                                   a version check, one page of a
+	                                   read): past it the connection is
+	                                   closed and the call fails with
+	                                   EVS_ETIMEOUT; 0: 60000 */
+	size_t read_buffer_bytes; /**< bytes of events a streaming read
+	                               holds beyond the one being handed
+	                               out; 0: 1 MiB */
+	evs_log_cb log;    /**< server notices and warnings; NULL: dropped */
+	void *log_payload; /**< passed to @p log */
 } evs_pg_options;
 
 /** Defaults for evs_pg_options. */
-#define EVS_PG_OPTIONS_INIT {EVS_PG_OPTIONS_VERSION, NULL, 0, 0, 0, 0}
+#define EVS_PG_OPTIONS_INIT \
+	{EVS_PG_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL}
 
 /**
  * Opens a store on a PostgreSQL database whose schema was created by the

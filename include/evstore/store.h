@@ -38,7 +38,8 @@ EVS_EXTERN(void) evs_store_free(evs_store *store);
  * stream, in the same order, directly after the same expected version
  * (anywhere in the stream, for EVS_ANY_VERSION and EVS_STREAM_EXISTS)
  * succeeds and stores nothing, so a call whose reply was lost can simply
- * be retried. Any other reuse of a stored event id fails with
+ * be retried, even while the lost call is still running (evs_store_append_ext()
+ * tells a replay from a new append). Any other reuse of a stored event id fails with
  * EVS_EDUPLICATE, and nothing is stored.
  *
  * An empty batch is a no-op that succeeds without any check.
@@ -65,6 +66,46 @@ EVS_EXTERN(int) evs_store_append(int64_t *version_out, evs_store *store,
                                  int64_t expected_version,
                                  evs_event *const *events, size_t n_events,
                                  evs_error *err);
+
+/** What an append did (evs_store_append_ext()). */
+typedef struct evs_append_result {
+	int64_t version; /**< as evs_store_append()'s version_out */
+	int replayed;    /**< 1: every event of the batch was already stored
+	                      there (an idempotent replay) and nothing was
+	                      written; 0: the events were stored now (or the
+	                      batch was empty) */
+} evs_append_result;
+
+/**
+ * Flag of evs_store_append_ext(): store each event's own recorded time
+ * (evs_event_recorded_at(): read from another store, or set with
+ * evs_event_set_recorded_at()) instead of the store's clock. For restoring
+ * an export. Needs an exact expected version (EVS_NO_VERSION or 0 and
+ * above) and a time on every event. On PostgreSQL the role needs EXECUTE
+ * on the schema's import_events function, which only the schema's owner
+ * has unless a DBA grants it (README, "Restoring an export"); without it
+ * the append fails with EVS_EDB, SQLSTATE 42501, and stores nothing.
+ */
+#define EVS_APPEND_KEEP_TIME 1u
+
+/**
+ * evs_store_append(), and also: tells an idempotent replay from a new
+ * append, and takes flags.
+ * @param[out] out  may be NULL; filled on success
+ * @param flags     0, or EVS_APPEND_KEEP_TIME
+ * @return as evs_store_append(); also EVS_EINVALID for an unknown flag,
+ *         for EVS_APPEND_KEEP_TIME without an exact expected version or
+ *         with an event that has no recorded time, and EVS_EUNSUPPORTED
+ *         for EVS_APPEND_KEEP_TIME on a backend without the append_ext
+ *         slot. A backend without that slot reports replayed = 0.
+ */
+EVS_EXTERN(int) evs_store_append_ext(evs_append_result *out,
+                                     evs_store *store,
+                                     const char *aggregate_id,
+                                     int64_t expected_version,
+                                     evs_event *const *events,
+                                     size_t n_events, unsigned int flags,
+                                     evs_error *err);
 
 /**
  * Loads the events of one aggregate whose version is greater than

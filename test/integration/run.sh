@@ -98,7 +98,7 @@ GRANT EXECUTE ON FUNCTION "$schema".append_events(text, bigint, uuid[],
 SQL
 done
 psql_as "$owner_dsn" <<SQL
-GRANT UPDATE (version) ON "$schema".streams TO "$fast";
+GRANT UPDATE (version, last_key) ON "$schema".streams TO "$fast";
 GRANT INSERT (stream_id, version, event_id, type, data, metadata)
 	ON "$schema".events TO "$fast";
 SQL

@@ -1,0 +1,263 @@
+/* One request and its reply, never blocking past a deadline. Every
+ * connection is in libpq's non-blocking mode: a request is queued, then
+ * flushed and answered under poll() with the time that is left. A
+ * request whose reply does not come in time has its connection dropped
+ * (closing it is the only way to be sure no late reply is read as the
+ * answer to the next request); the server notices the closed connection
+ * (evstore asks it to check during long statements) and rolls back what
+ * had not committed. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <time.h>
+
+#include "pg_int.h"
+
+int64_t evs__pg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t evs__pg_coarse_ms(void)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#else
+	return evs__pg_now_ms();
+#endif
+}
+
+int64_t evs__pg_deadline(unsigned int ms)
+{
+	return ms == 0 ? 0 : evs__pg_now_ms() + ms;
+}
+
+/* Waits until conn's socket is readable (or writable too, with
+ * `write`). Returns 1 when ready, 0 when the deadline passed, -1 when
+ * the socket is gone. */
+static int wait_socket(PGconn *conn, int write, int64_t deadline)
+{
+	struct pollfd p;
+
+	p.fd = PQsocket(conn);
+	if (p.fd < 0)
+		return -1;
+	p.events = POLLIN | (write ? POLLOUT : 0);
+	for (;;) {
+		int timeout = -1, rc;
+
+		if (deadline != 0) {
+			int64_t left = deadline - evs__pg_now_ms();
+
+			if (left <= 0)
+				return 0;
+			timeout = left > INT_MAX ? INT_MAX : (int)left;
+		}
+		p.revents = 0;
+		rc = poll(&p, 1, timeout);
+		if (rc > 0)
+			return 1;
+		if (rc < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* Sends what libpq has queued, reading whatever arrives meanwhile (the
+ * server may start answering before it has read a large request).
+ * Returns 0, -1 (broken), or 1 (deadline). */
+static int flush(PGconn *conn, int64_t deadline)
+{
+	for (;;) {
+		int rc = PQflush(conn), w;
+
+		if (rc == 0)
+			return 0;
+		if (rc < 0)
+			return -1;
+		w = wait_socket(conn, 1, deadline);
+		if (w <= 0)
+			return w == 0 ? 1 : -1;
+		if (!PQconsumeInput(conn))
+			return -1;
+	}
+}
+
+/* Waits until a result can be taken without blocking. Returns 0, -1
+ * (broken) or 1 (deadline). */
+static int await(PGconn *conn, int64_t deadline)
+{
+	while (PQisBusy(conn)) {
+		int w = wait_socket(conn, 0, deadline);
+
+		if (w <= 0)
+			return w == 0 ? 1 : -1;
+		if (!PQconsumeInput(conn))
+			return -1;
+	}
+	return 0;
+}
+
+static int send_request(PGconn *conn, const char *stmt, const char *sql,
+                        int n_params, const char *const *params)
+{
+	if (stmt != NULL)
+		return PQsendQueryPrepared(conn, stmt, n_params, params, NULL,
+		                           NULL, 0);
+	if (n_params > 0)
+		return PQsendQueryParams(conn, sql, n_params, NULL, params,
+		                         NULL, NULL, 0);
+	return PQsendQuery(conn, sql);
+}
+
+static int timed_out(evs_error *err, const char *what)
+{
+	return evs_error_set(err, EVS_ETIMEOUT, NULL,
+	                     "%s: no reply from the server before the call's "
+	                     "deadline (call_timeout_ms); the connection was "
+	                     "closed", what);
+}
+
+static int is_error(const PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+	       st != PGRES_SINGLE_TUPLE && st != PGRES_EMPTY_QUERY;
+}
+
+int evs__pg_exec_conn(PGresult **out, PGconn *conn, const char *stmt,
+                      const char *sql, int n_params,
+                      const char *const *params, int64_t deadline,
+                      const char *what, evs_error *err)
+{
+	PGresult *keep = NULL, *res;
+	int rc;
+
+	*out = NULL;
+	if (!send_request(conn, stmt, sql, n_params, params))
+		return evs__pg_error(err, conn, NULL, what);
+	if ((rc = flush(conn, deadline)) != 0)
+		goto fail;
+	for (;;) {
+		if ((rc = await(conn, deadline)) != 0)
+			goto fail;
+		res = PQgetResult(conn);
+		if (res == NULL)
+			break;
+		/* The first error, else the last result. */
+		if (keep != NULL && is_error(keep)) {
+			PQclear(res);
+		} else {
+			PQclear(keep);
+			keep = res;
+		}
+	}
+	if (keep == NULL)
+		return evs__pg_error(err, conn, NULL, what);
+	*out = keep;
+	return 0;
+fail:
+	PQclear(keep);
+	return rc > 0 ? timed_out(err, what)
+	              : evs__pg_error(err, conn, NULL, what);
+}
+
+int evs__pg_exec(PGresult **out, pg_backend *pb, pg_slot *slot,
+                 const char *stmt, const char *sql, int n_params,
+                 const char *const *params, int64_t deadline,
+                 const char *what, evs_error *err)
+{
+	int rc = evs__pg_exec_conn(out, slot->conn, stmt, sql, n_params,
+	                           params, deadline, what, err);
+
+	(void)pb;
+	if (rc == EVS_ETIMEOUT) {
+		evs__pg_drop(slot->conn);
+		slot->conn = NULL;
+	}
+	return rc;
+}
+
+int evs__pg_rows_start(pg_backend *pb, pg_slot *slot, const char *stmt,
+                       int n_params, const char *const *params,
+                       int64_t deadline, const char *what, evs_error *err)
+{
+	PGconn *conn = slot->conn;
+	int rc;
+
+	(void)pb;
+	if (!PQsendQueryPrepared(conn, stmt, n_params, params, NULL, NULL, 0))
+		return evs__pg_error(err, conn, NULL, what);
+	/* Rows one at a time: memory holds one row, however large the
+	 * page, and rows are handed on while the rest arrive. */
+	if (!PQsetSingleRowMode(conn)) {
+		evs__pg_rows_abandon(slot);
+		return evs_error_set(err, EVS_ERROR, NULL,
+		                     "%s: libpq refused single-row mode", what);
+	}
+	if ((rc = flush(conn, deadline)) != 0) {
+		rc = rc > 0 ? timed_out(err, what)
+		            : evs__pg_error(err, conn, NULL, what);
+		if (rc == EVS_ETIMEOUT)
+			evs__pg_rows_abandon(slot);
+		return rc;
+	}
+	return 0;
+}
+
+/* Reads the results that follow the last row, up to the end. */
+static void drain(PGconn *conn, int64_t deadline)
+{
+	PGresult *res;
+
+	while (await(conn, deadline) == 0 && (res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+}
+
+int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
+                      int64_t deadline, const char *what, evs_error *err)
+{
+	PGconn *conn = slot->conn;
+	PGresult *res;
+	int rc;
+
+	(void)pb;
+	*row = NULL;
+	if ((rc = await(conn, deadline)) != 0) {
+		if (rc > 0) {
+			evs__pg_rows_abandon(slot);
+			return timed_out(err, what);
+		}
+		return evs__pg_error(err, conn, NULL, what);
+	}
+	res = PQgetResult(conn);
+	if (res == NULL)
+		return 0;
+	switch (PQresultStatus(res)) {
+	case PGRES_SINGLE_TUPLE:
+		*row = res;
+		return 0;
+	case PGRES_TUPLES_OK:
+		/* The end: an empty result closes the rows. */
+		PQclear(res);
+		drain(conn, deadline);
+		return 0;
+	default:
+		rc = evs__pg_error(err, conn, res, what);
+		PQclear(res);
+		drain(conn, deadline);
+		return rc;
+	}
+}
+
+void evs__pg_rows_abandon(pg_slot *slot)
+{
+	evs__pg_drop(slot->conn);
+	slot->conn = NULL;
+}

@@ -1,0 +1,174 @@
+/* The PostgreSQL backend's shared definitions, not exported. Its files:
+ *   open.c        options, the schema check, evs_store_open_pg, free
+ *   pool.c        connecting (settings forced, bounded waits), the pool
+ *   exec.c        one request and its reply, within a deadline
+ *   statements.c  the SQL evstore sends, in one place
+ *   append.c      appends: one statement, or the schema's functions
+ *   read.c        one paging loop for a stream and for all streams
+ *   sqlstate.c    server errors to evstore codes
+ */
+#ifndef EVSTORE_PG_INT_H
+#define EVSTORE_PG_INT_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "common_int.h"
+
+#define MAX_POOL_SIZE 1024
+
+/* ---- the backend --------------------------------------------------------- */
+
+typedef struct pg_slot {
+	PGconn *conn;        /* NULL: not connected */
+	int busy;
+	int64_t released_ms; /* coarse monotonic time it was last given back */
+} pg_slot;
+
+typedef struct pg_backend {
+	evs_backend base;
+	char *conninfo;
+	char *schema;
+	char *session_sql; /* SETs: what every connection forces */
+	char *prepare_sql; /* PREPAREs of the statements below */
+	unsigned int pool_timeout_ms;
+	unsigned int connect_timeout_ms;
+	unsigned int call_timeout_ms;
+	size_t read_buffer_bytes;
+	evs_log_cb log;
+	void *log_payload;
+	size_t pool_size;
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	pg_slot *slots;
+	/* Nonzero: the role may run PG_APPEND_CAS (see append.c). */
+	atomic_int one_statement;
+} pg_backend;
+
+/* The prepared statements (statements.c has their text). */
+#define PG_APPEND "evs_append"         /* append_events() */
+#define PG_APPEND_CAS "evs_append_cas" /* one-statement compare-and-set */
+#define PG_IMPORT "evs_import"         /* import_events() */
+#define PG_READ "evs_read"             /* a page of one stream */
+#define PG_READ_ALL "evs_read_all"     /* a page of the fenced feed */
+#define PG_HEAD "evs_head"             /* a stream's version */
+#define PG_FIND_IDS "evs_find_ids"     /* where an event id is stored */
+
+/* ---- statements.c ---------------------------------------------------------- */
+
+/* The SETs every connection runs first: what evstore's SQL relies on,
+ * whatever the role, database or PGOPTIONS say. NULL when out of memory. */
+char *evs__pg_session_sql(unsigned int statement_timeout_ms,
+                          unsigned int lock_timeout_ms);
+
+/* The PREPAREs of every statement above, schema-qualified. */
+char *evs__pg_prepare_sql(const char *schema);
+
+/* "SELECT max(version) FROM <schema>.schema_version" and the like: the
+ * text of the open-time probes, schema-qualified (yours: free()). */
+char *evs__pg_schema_version_sql(const char *schema);
+extern const char evs__pg_privilege_probe_sql[];
+
+/* ---- time ------------------------------------------------------------------ */
+
+/* Milliseconds on the monotonic clock; coarse: a cheaper, coarser read. */
+int64_t evs__pg_now_ms(void);
+int64_t evs__pg_coarse_ms(void);
+
+/* now + ms, or 0 (no deadline) when ms is 0. */
+int64_t evs__pg_deadline(unsigned int ms);
+
+/* ---- pool.c ---------------------------------------------------------------- */
+
+/* Opens a connection with evstore's settings forced, within
+ * connect_timeout_ms; with `prepare`, prepares the statements too. */
+int evs__pg_connect(PGconn **out, pg_backend *pb, int prepare,
+                    evs_error *err);
+
+/* Takes a free slot, connected and prepared, waiting at most
+ * pool_timeout_ms. */
+int evs__pg_acquire(pg_slot **out, pg_backend *pb, evs_error *err);
+
+/* Gives a slot back. A slot whose connection broke or was dropped (conn
+ * NULL or bad) is emptied, and so is every idle one. */
+void evs__pg_release(pg_backend *pb, pg_slot *slot);
+
+/* Closes a connection without ever blocking on the network (a frozen
+ * peer must not hold the caller). */
+void evs__pg_drop(PGconn *conn);
+
+/* ---- exec.c ---------------------------------------------------------------- */
+
+/* Sends one request on slot's connection and waits for its reply until
+ * deadline (0: none): a prepared statement when stmt is not NULL, else
+ * sql with its parameters, or, without parameters, the simple query sql
+ * (which may hold several statements). On a reply,
+ * returns 0 with *out set to the first result that is an error, else the
+ * last one (check its status). Otherwise *out is NULL and the return is
+ * EVS_ETIMEOUT (past the deadline: the connection was dropped),
+ * EVS_EUNAVAILABLE (the connection broke) or EVS_ENOMEM, with err filled
+ * ("what: ..."). */
+int evs__pg_exec(PGresult **out, pg_backend *pb, pg_slot *slot,
+                 const char *stmt, const char *sql, int n_params,
+                 const char *const *params, int64_t deadline,
+                 const char *what, evs_error *err);
+
+/* The same on a bare connection (not yet in a slot): on EVS_ETIMEOUT the
+ * caller drops it. */
+int evs__pg_exec_conn(PGresult **out, PGconn *conn, const char *stmt,
+                      const char *sql, int n_params,
+                      const char *const *params, int64_t deadline,
+                      const char *what, evs_error *err);
+
+/* A prepared statement whose rows come one at a time (single-row mode):
+ * evs__pg_rows_start sends it, evs__pg_rows_next waits for the next row.
+ * *row is a PGRES_SINGLE_TUPLE result (yours: PQclear), or NULL at the
+ * end; an error result becomes the return code (err filled). After an
+ * error or when stopping early, evs__pg_rows_abandon drops the
+ * connection (a reply still arriving cannot be left on it). */
+int evs__pg_rows_start(pg_backend *pb, pg_slot *slot, const char *stmt,
+                       int n_params, const char *const *params,
+                       int64_t deadline, const char *what, evs_error *err);
+int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
+                      int64_t deadline, const char *what, evs_error *err);
+void evs__pg_rows_abandon(pg_slot *slot);
+
+/* ---- sqlstate.c ------------------------------------------------------------ */
+
+/* Fills err from a failed result (res may be NULL) on conn: the code
+ * follows the SQLSTATE, the message is `what` followed by the server's
+ * message. Returns the code. */
+int evs__pg_error(evs_error *err, PGconn *conn, const PGresult *res,
+                  const char *what);
+
+/* The evs code for a SQLSTATE ("" or NULL when there is none). */
+int evs__pg_code(const char *sqlstate, int connection_bad);
+
+/* Fills err for a connection attempt that failed: EVS_ECONFIG when the
+ * server or libpq refused the settings (no such database or role,
+ * authentication, SSL), else EVS_EUNAVAILABLE. Returns the code. */
+int evs__pg_connect_error(evs_error *err, PGconn *conn);
+
+/* ---- append.c, read.c ------------------------------------------------------ */
+
+int evs__pg_append(int64_t *version_out, evs_backend *be, const char *id,
+                   int64_t expected, evs_event *const *events, size_t n,
+                   evs_error *err);
+int evs__pg_append_ext(evs_append_result *out, evs_backend *be,
+                       const char *id, int64_t expected,
+                       evs_event *const *events, size_t n,
+                       unsigned int flags, evs_error *err);
+int evs__pg_read(evs_backend *be, const char *id, int64_t after,
+                 evs_backend_event_cb cb, void *payload, evs_error *err);
+int evs__pg_read_all(evs_backend *be, const evs_position *after,
+                     size_t max_events, evs_backend_event_cb cb,
+                     void *payload, evs_error *err);
+int evs__pg_head(int64_t *out, evs_backend *be, const char *id,
+                 evs_error *err);
+
+/* The stream's version on an acquired slot (EVS_ENOTFOUND when none). */
+int evs__pg_head_on(int64_t *out, pg_backend *pb, pg_slot *slot,
+                    const char *id, int64_t deadline, evs_error *err);
+
+#endif

@@ -1,0 +1,324 @@
+/* Reads: one paging loop, for one stream (by version) and for the fenced
+ * feed of all streams (by order key and position). Rows arrive one at a
+ * time (single-row mode) and are gathered until the page ends or they
+ * hold read_buffer_bytes: so a read holds at most that budget plus the
+ * event being handed out, however large the events. When a page ends
+ * within the budget, the connection goes back to the pool before the
+ * callbacks run; past it, the gathered events are handed out while the
+ * rest of the page waits on the connection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event_int.h"
+#include "pg_int.h"
+
+/* Rows per page: one statement's worth. */
+#define PAGE_ROWS 1000
+
+/* Where a read is, and how to ask for its next page. */
+typedef struct cursor {
+	const char *stmt;  /* PG_READ or PG_READ_ALL */
+	const char *what;  /* for messages */
+	/* Fills params (texts in buf) for a page of up to `rows` rows;
+	 * returns the number of params. */
+	int (*params)(struct cursor *c, const char **params, int64_t rows);
+	/* Moves past an event handed out. */
+	void (*advance)(struct cursor *c, const evs_event *ev);
+	/* Called on the page's slot before the page, at most once per page
+	 * (NULL: nothing to do). */
+	int (*before_page)(struct cursor *c, pg_backend *pb, pg_slot *slot,
+	                   evs_error *err);
+	size_t left;       /* events still wanted (SIZE_MAX: all) */
+	int more_by_extra; /* a page asks one row more, to know if another
+	                      page follows; else a short page is the end */
+	char buf[4][24];
+	/* one stream */
+	const char *id;
+	int64_t after, upto;
+	int pages;
+	/* all streams */
+	evs_position at;
+} cursor;
+
+/* Builds an event from a row of PG_READ or PG_READ_ALL. */
+static int parse_row(evs_event **out, const PGresult *res, evs_error *err)
+{
+	evs_uuid uuid;
+	int rc;
+
+	if (evs_uuid_parse(&uuid, PQgetvalue(res, 0, 2), NULL) < 0)
+		return evs_error_set(err, EVS_EDB, NULL,
+		                     "the server sent a malformed event id");
+	rc = evs_event_new_stored(
+		out, &uuid, PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4),
+		(size_t)PQgetlength(res, 0, 4),
+		PQgetisnull(res, 0, 5) ? NULL : PQgetvalue(res, 0, 5),
+		(size_t)PQgetlength(res, 0, 5), PQgetvalue(res, 0, 8),
+		strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+		strtoll(PQgetvalue(res, 0, 1), NULL, 10),
+		strtoll(PQgetvalue(res, 0, 6), NULL, 10), err);
+	if (rc == 0)
+		evs_event_set_checkpoint(
+			*out, strtoull(PQgetvalue(res, 0, 7), NULL, 10));
+	return rc;
+}
+
+static size_t event_bytes(const evs_event *ev)
+{
+	return sizeof(*ev) + ev->data_len + ev->metadata_len +
+	       strlen(ev->type) + strlen(ev->aggregate_id);
+}
+
+/* Events gathered from a page, not yet handed out. */
+typedef struct gathered {
+	evs_event **ev;
+	size_t n, cap, bytes;
+} gathered;
+
+/* Hands out every gathered event; stops at the first non-zero return of
+ * cb, freeing the rest. */
+static int hand_out(gathered *g, cursor *c, evs_backend_event_cb cb,
+                    void *payload)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < g->n; i++) {
+		if (rc == 0) {
+			c->advance(c, g->ev[i]);
+			rc = cb(g->ev[i], payload);
+		} else {
+			evs_event_free(g->ev[i]);
+		}
+	}
+	g->n = 0;
+	g->bytes = 0;
+	return rc;
+}
+
+static void discard(gathered *g)
+{
+	size_t i;
+
+	for (i = 0; i < g->n; i++)
+		evs_event_free(g->ev[i]);
+	g->n = 0;
+	g->bytes = 0;
+}
+
+static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
+                      void *payload, evs_error *err)
+{
+	gathered g = {NULL, 0, 0, 0};
+	int rc = 0;
+
+	while (c->left > 0) {
+		int64_t want = c->left < PAGE_ROWS ? (int64_t)c->left
+		                                   : PAGE_ROWS;
+		int64_t deadline, rows = 0;
+		const char *params[4];
+		int n_params, more = 0;
+		pg_slot *slot;
+
+		if ((rc = evs__pg_acquire(&slot, pb, err)) < 0)
+			break;
+		if (c->before_page != NULL &&
+		    (rc = c->before_page(c, pb, slot, err)) < 0) {
+			evs__pg_release(pb, slot);
+			break;
+		}
+		n_params = c->params(c, params, want + c->more_by_extra);
+		deadline = evs__pg_deadline(pb->call_timeout_ms);
+		rc = evs__pg_rows_start(pb, slot, c->stmt, n_params, params,
+		                        deadline, c->what, err);
+		while (rc == 0) {
+			PGresult *row;
+			evs_event *ev;
+
+			rc = evs__pg_rows_next(&row, pb, slot, deadline, c->what,
+			                       err);
+			if (rc < 0 || row == NULL)
+				break;
+			if (rows == want) {
+				/* The extra row: another page follows. */
+				PQclear(row);
+				more = 1;
+				continue;
+			}
+			rows++;
+			rc = parse_row(&ev, row, err);
+			PQclear(row);
+			if (rc < 0)
+				break;
+			if (g.n == g.cap) {
+				size_t cap = g.cap ? 2 * g.cap : 64;
+				evs_event **p = realloc(g.ev, cap * sizeof(*p));
+
+				if (p == NULL) {
+					evs_event_free(ev);
+					rc = evs__error_nomem(err);
+					break;
+				}
+				g.ev = p;
+				g.cap = cap;
+			}
+			g.ev[g.n++] = ev;
+			g.bytes += event_bytes(ev);
+			if (g.bytes >= pb->read_buffer_bytes) {
+				/* Over the budget: hand out now, the rest of
+				 * the page waiting on the connection. */
+				rc = hand_out(&g, c, cb, payload);
+				deadline = evs__pg_deadline(pb->call_timeout_ms);
+			}
+		}
+		if (rc != 0 && slot->conn != NULL &&
+		    PQtransactionStatus(slot->conn) == PQTRANS_ACTIVE)
+			/* Stopped inside a page: the rest of its reply cannot
+			 * be left on the connection. */
+			evs__pg_rows_abandon(slot);
+		evs__pg_release(pb, slot);
+		if (rc != 0)
+			break;
+		rc = hand_out(&g, c, cb, payload);
+		if (rc != 0)
+			break;
+		c->left -= (size_t)rows;
+		if (c->more_by_extra ? !more : rows < want)
+			break;
+	}
+	discard(&g);
+	free(g.ev);
+	return rc;
+}
+
+/* ---- one stream ------------------------------------------------------------ */
+
+static int stream_params(cursor *c, const char **params, int64_t rows)
+{
+	snprintf(c->buf[0], sizeof(c->buf[0]), "%lld", (long long)c->after);
+	snprintf(c->buf[1], sizeof(c->buf[1]), "%lld", (long long)c->upto);
+	snprintf(c->buf[2], sizeof(c->buf[2]), "%lld", (long long)rows);
+	params[0] = c->id;
+	params[1] = c->buf[0];
+	params[2] = c->buf[1];
+	params[3] = c->buf[2];
+	return 4;
+}
+
+static void stream_advance(cursor *c, const evs_event *ev)
+{
+	c->after = ev->version;
+}
+
+/* After the first page, read only up to where the stream ended then: a
+ * read ends, however fast writers are. */
+static int stream_before_page(cursor *c, pg_backend *pb, pg_slot *slot,
+                              evs_error *err)
+{
+	int rc;
+
+	if (c->pages++ == 0 || c->upto != INT64_MAX)
+		return 0;
+	rc = evs__pg_head_on(&c->upto, pb, slot, c->id,
+	                     evs__pg_deadline(pb->call_timeout_ms), err);
+	return rc == EVS_ENOTFOUND ? 0 : rc;
+}
+
+int evs__pg_read(evs_backend *be, const char *id, int64_t after,
+                 evs_backend_event_cb cb, void *payload, evs_error *err)
+{
+	cursor c;
+
+	memset(&c, 0, sizeof(c));
+	c.stmt = PG_READ;
+	c.what = "could not read events";
+	c.params = stream_params;
+	c.advance = stream_advance;
+	c.before_page = stream_before_page;
+	c.left = SIZE_MAX;
+	c.more_by_extra = 1;
+	c.id = id;
+	c.after = after;
+	c.upto = INT64_MAX;
+	return read_pages((pg_backend *)be, &c, cb, payload, err);
+}
+
+/* ---- all streams ----------------------------------------------------------- */
+
+static int all_params(cursor *c, const char **params, int64_t rows)
+{
+	snprintf(c->buf[0], sizeof(c->buf[0]), "%llu",
+	         (unsigned long long)c->at.commit);
+	snprintf(c->buf[1], sizeof(c->buf[1]), "%lld",
+	         (long long)c->at.global);
+	snprintf(c->buf[2], sizeof(c->buf[2]), "%lld", (long long)rows);
+	params[0] = c->buf[0];
+	params[1] = c->buf[1];
+	params[2] = c->buf[2];
+	return 3;
+}
+
+static void all_advance(cursor *c, const evs_event *ev)
+{
+	evs_event_checkpoint(&c->at, ev);
+}
+
+int evs__pg_read_all(evs_backend *be, const evs_position *after,
+                     size_t max_events, evs_backend_event_cb cb,
+                     void *payload, evs_error *err)
+{
+	cursor c;
+
+	memset(&c, 0, sizeof(c));
+	c.stmt = PG_READ_ALL;
+	c.what = "could not read all events";
+	c.params = all_params;
+	c.advance = all_advance;
+	c.left = max_events ? max_events : SIZE_MAX;
+	/* The feed can grow between pages: a full page means "ask again",
+	 * a short one that nothing more is visible now. */
+	c.more_by_extra = 0;
+	c.at = *after;
+	return read_pages((pg_backend *)be, &c, cb, payload, err);
+}
+
+/* ---- a stream's version ------------------------------------------------------ */
+
+int evs__pg_head_on(int64_t *out, pg_backend *pb, pg_slot *slot,
+                    const char *id, int64_t deadline, evs_error *err)
+{
+	const char *params[1] = {id};
+	PGresult *res;
+	int rc;
+
+	*out = EVS_NO_VERSION;
+	rc = evs__pg_exec(&res, pb, slot, PG_HEAD, NULL, 1, params, deadline,
+	                  "could not read the stream's version", err);
+	if (rc < 0)
+		return rc;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = evs__pg_error(err, slot->conn, res,
+		                   "could not read the stream's version");
+	else if (PQntuples(res) == 0)
+		rc = EVS_ENOTFOUND;
+	else
+		*out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return rc;
+}
+
+int evs__pg_head(int64_t *out, evs_backend *be, const char *id,
+                 evs_error *err)
+{
+	pg_backend *pb = (pg_backend *)be;
+	pg_slot *slot;
+	int rc = evs__pg_acquire(&slot, pb, err);
+
+	if (rc < 0)
+		return rc;
+	rc = evs__pg_head_on(out, pb, slot, id,
+	                     evs__pg_deadline(pb->call_timeout_ms), err);
+	evs__pg_release(pb, slot);
+	return rc;
+}
