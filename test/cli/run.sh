@@ -193,18 +193,22 @@ run "$evstore" status --schema "$S"
 check "migrate --dry-run applied nothing" \
 	eval '[ "$have" = 0 ] && rc_is 1'
 
+# The schema version this evstore expects: its highest migration.
+latest=$(ls "$root"/sql/[0-9][0-9][0-9][0-9]_*.sql | wc -l)
 run "$evstore" migrate --schema "$S"
-check "migrate applies 0001 and says so" \
-	eval 'rc_is 0 && out_has "^applied 0001_create_schema$" && err_empty'
+check "migrate applies every migration, in order, and says so" \
+	eval 'rc_is 0 && out_has "^applied 0001_create_schema$" &&
+	      [ "$(grep -c "^applied " "$tmp/out")" = "$latest" ] && err_empty'
 run "$evstore" migrate --schema "$S"
 check "migrate again: up to date, nothing applied" \
-	eval 'rc_is 0 && out_has "up to date (version 1)" && ! out_has applied'
+	eval 'rc_is 0 && out_has "up to date (version $latest)" &&
+	      ! out_has applied'
 run "$evstore" migrate --schema "$S" --dry-run
 check "migrate --dry-run when up to date prints no SQL" \
 	eval 'rc_is 0 && ! out_has CREATE && out_has "up to date"'
 run "$evstore" status --schema "$S"
-check "status: version 1, up to date, no streams or events" \
-	eval 'rc_is 0 && out_has "version 1 (up to date)" &&
+check "status: latest version, up to date, no streams or events" \
+	eval 'rc_is 0 && out_has "version $latest (up to date)" &&
 	      out_has "^pending: *none" && out_has "^streams: *0$" &&
 	      out_has "^events: *0$" && out_has "^newest event: *none$"'
 
@@ -221,16 +225,25 @@ r2=$?
 applied=$(cat "$tmp/m1" "$tmp/m2" | grep -c '^applied 0001')
 rows=$(psql_q -c "SELECT count(*) FROM \"$C\".schema_version" 2>&1)
 rc=$r1
-check "two concurrent migrates both succeed and apply 0001 once" \
+check "two concurrent migrates both succeed and apply each migration once" \
 	eval '[ "$r1" = 0 ] && [ "$r2" = 0 ] && [ "$applied" = 1 ] &&
-	      [ "$rows" = 1 ]'
+	      [ "$rows" = "$latest" ]'
 
-# The same file, applied by hand with psql, is what evstore expects.
+# The same files, applied by hand with psql, are what evstore expects;
+# a schema at 0001 gets the rest from evstore migrate.
 P=${tag}_psql
 psql_q -v schema="$P" -f "$root/sql/0001_create_schema.sql" >/dev/null 2>&1
 run "$evstore" migrate --schema "$P"
+check "a schema made with psql -f at 0001 gets only the later migrations" \
+	eval 'rc_is 0 && ! out_has "^applied 0001" &&
+	      out_has "^applied 0002_stream_order_key$"'
+P2=${tag}_psql2
+for f in "$root"/sql/[0-9][0-9][0-9][0-9]_*.sql; do
+	psql_q -v schema="$P2" -f "$f" >/dev/null 2>&1
+done
+run "$evstore" migrate --schema "$P2"
 check "a schema made with psql -f is up to date for evstore migrate" \
-	eval 'rc_is 0 && out_has "up to date (version 1)"'
+	eval 'rc_is 0 && out_has "up to date (version $latest)"'
 
 # A schema newer than this evstore.
 N=${tag}_newer
