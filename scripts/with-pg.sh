@@ -99,6 +99,14 @@ $as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
 	exit 1
 }
 
+# Every local connection is trusted, except for members of the group role
+# evs_password_login (which test/integration/run.sh creates): they must
+# give their password, so that the tests can see a wrong one refused.
+$as_pg sh -c "cat >'$dir/data/pg_hba.conf'" <<'HBA'
+local all +evs_password_login scram-sha-256
+local all all trust
+HBA
+
 # Durable defaults (fsync, synchronous_commit) as a real server has them.
 opts="-c listen_addresses='' -c unix_socket_directories='$dir' -c port=5433"
 opts="$opts -c max_connections=100 -c shared_buffers=128MB"

@@ -20,5 +20,9 @@ const char *pg_test_exec(PGconn *conn, const char *sql);
 
 Suite *pg_suite(void);
 Suite *pg_json_suite(void);
+Suite *order_suite(void);    /* check_order.c: feed order, racing retries */
+Suite *settings_suite(void); /* check_settings.c: forced settings, notices */
+Suite *faults_suite(void);   /* check_faults.c: deadlines, refused logins */
+Suite *reads_suite(void);    /* check_reads.c: byte-bounded reads */
 
 #endif

@@ -7,9 +7,14 @@
 # Makes three roles for this run: an owner, who applies sql/*.sql with
 # psql as a DBA would (not a superuser); an application role with only the
 # required privileges; and one that also holds the optional grants for
-# one-statement appends. Runs every suite as the owner (the postgres suite
-# uses the third role too), then the contract suite again as the
-# application role. Drops the schema and the roles at the end, whatever
+# one-statement appends. Also, for the tests of what evstore forces on its
+# connections: a "hostile" role whose defaults (ALTER ROLE ... SET) are
+# LATIN1, REPEATABLE READ and array_nulls off, a database with the same
+# defaults (ALTER DATABASE ... SET), a LATIN1 database, and a role that must
+# give a password. Checks that migrating a populated 0001 schema keeps the
+# all-events order. Runs every suite as the owner (the postgres suites use
+# the other roles too), then the contract suite again as the application
+# role. Drops the schemas, databases and roles at the end, whatever
 # happened.
 set -eu
 
@@ -21,6 +26,10 @@ schema="evs_test_$tag"
 owner="evs_test_owner_$tag"
 app="evs_test_app_$tag"
 fast="evs_test_fast_$tag"
+hostile="evs_test_hostile_$tag"
+pwrole="evs_test_pw_$tag"
+hostile_db="evs_test_hostile_$tag"
+latin1_db="evs_test_latin1_$tag"
 password="evs-$tag"
 
 case $admin_dsn in
@@ -40,6 +49,7 @@ psql_as() {
 owner_dsn="$admin_dsn user=$owner password=$password"
 app_dsn="$admin_dsn user=$app password=$password"
 fast_dsn="$admin_dsn user=$fast password=$password"
+hostile_dsn="$admin_dsn user=$hostile password=$password"
 
 cleanup() {
 	status=$?
@@ -47,7 +57,13 @@ cleanup() {
 	# Without ON_ERROR_STOP: a role that was never made must not keep
 	# the others from being dropped.
 	psql "$admin_dsn" -X -q >/dev/null 2>&1 <<SQL || true
+DROP DATABASE IF EXISTS "$hostile_db";
+DROP DATABASE IF EXISTS "$latin1_db";
 DROP SCHEMA IF EXISTS "$schema" CASCADE;
+DROP SCHEMA IF EXISTS "${schema}_0001" CASCADE;
+DROP OWNED BY "$hostile";
+DROP ROLE IF EXISTS "$hostile";
+DROP ROLE IF EXISTS "$pwrole";
 DROP OWNED BY "$app";
 DROP ROLE IF EXISTS "$app";
 DROP OWNED BY "$fast";
@@ -66,14 +82,29 @@ psql_as "$admin_dsn" <<SQL
 CREATE ROLE "$owner" LOGIN PASSWORD '$password';
 CREATE ROLE "$app" LOGIN PASSWORD '$password';
 CREATE ROLE "$fast" LOGIN PASSWORD '$password';
+CREATE ROLE "$hostile" LOGIN PASSWORD '$password';
+CREATE ROLE "$pwrole" LOGIN PASSWORD '$password';
 DO \$\$ BEGIN
+	-- Members must give their password on the throwaway server
+	-- (scripts/with-pg.sh's pg_hba.conf).
+	IF NOT EXISTS (SELECT 1 FROM pg_roles
+	               WHERE rolname = 'evs_password_login') THEN
+		CREATE ROLE evs_password_login NOLOGIN;
+	END IF;
+	GRANT evs_password_login TO "$pwrole";
 	EXECUTE format('GRANT CREATE, CONNECT ON DATABASE %I TO %I',
 	               current_database(), '$owner');
 	EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I',
 	               current_database(), '$app');
 	EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I',
 	               current_database(), '$fast');
+	EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I',
+	               current_database(), '$hostile');
 END \$\$;
+-- What a hostile role or database says; evstore must not care.
+ALTER ROLE "$hostile" SET client_encoding = 'LATIN1';
+ALTER ROLE "$hostile" SET default_transaction_isolation = 'repeatable read';
+ALTER ROLE "$hostile" SET array_nulls = off;
 SQL
 
 # As a DBA would: every migration, in order, with plain psql.
@@ -88,8 +119,9 @@ if psql_as "$owner_dsn" -v schema="$schema" \
 fi
 
 # The application roles' privileges, exactly as README documents them:
-# the required ones for both, the optional ones for the third role.
-for role in "$app" "$fast"; do
+# the required ones for all, the optional ones for the third role (and the
+# hostile one).
+for role in "$app" "$fast" "$hostile"; do
 	psql_as "$owner_dsn" <<SQL
 GRANT USAGE ON SCHEMA "$schema" TO "$role";
 GRANT SELECT ON ALL TABLES IN SCHEMA "$schema" TO "$role";
@@ -97,19 +129,81 @@ GRANT EXECUTE ON FUNCTION "$schema".append_events(text, bigint, uuid[],
 	text[], jsonb[], jsonb[]) TO "$role";
 SQL
 done
-psql_as "$owner_dsn" <<SQL
-GRANT UPDATE (version, last_key) ON "$schema".streams TO "$fast";
+for role in "$fast" "$hostile"; do
+	psql_as "$owner_dsn" <<SQL
+GRANT UPDATE (version, last_key) ON "$schema".streams TO "$role";
 GRANT INSERT (stream_id, version, event_id, type, data, metadata)
-	ON "$schema".events TO "$fast";
+	ON "$schema".events TO "$role";
 SQL
+done
+
+# Databases of their own (where the server lets this run make them): one
+# whose defaults are hostile, one in LATIN1. The owner applies sql/ there.
+if psql_as "$admin_dsn" -c "CREATE DATABASE \"$hostile_db\" OWNER \"$owner\"
+	TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'" \
+	>/dev/null 2>&1 &&
+	psql_as "$admin_dsn" -c "CREATE DATABASE \"$latin1_db\" OWNER \"$owner\"
+	TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'" \
+	>/dev/null 2>&1; then
+	for db in "$hostile_db" "$latin1_db"; do
+		for f in sql/[0-9][0-9][0-9][0-9]_*.sql; do
+			psql_as "$owner_dsn dbname=$db" -v schema="$schema" \
+				-f "$f"
+		done
+	done
+	psql_as "$owner_dsn dbname=$hostile_db" <<SQL
+ALTER DATABASE "$hostile_db" SET client_encoding = 'LATIN1';
+ALTER DATABASE "$hostile_db" SET default_transaction_isolation = 'serializable';
+ALTER DATABASE "$hostile_db" SET array_nulls = off;
+SQL
+	export EVS_TEST_PG_HOSTILE_DB_DSN="$owner_dsn dbname=$hostile_db"
+	export EVS_TEST_PG_LATIN1_DSN="$owner_dsn dbname=$latin1_db"
+else
+	echo "run.sh: this server does not let the test role create databases:" \
+		"the hostile-database and LATIN1 tests are skipped" >&2
+fi
+
+# Migrating a populated 0001 schema keeps every event, in the same
+# all-events order, and sets each stream's order key to its events' last.
+old="${schema}_0001"
+psql_as "$owner_dsn" -v schema="$old" -f sql/0001_create_schema.sql
+psql_as "$owner_dsn" >/dev/null <<SQL
+SELECT "$old".append_events('s-' || (i % 7), -2, ARRAY[gen_random_uuid(),
+	gen_random_uuid()], ARRAY['A', 'B'], ARRAY['{"i": 1}', '[2]']::jsonb[],
+	ARRAY[NULL, '{"m": 1}']::jsonb[])
+  FROM generate_series(1, 50) AS i;
+SQL
+feed="SELECT stream_id, version, event_id, transaction_id, global_position
+      FROM \"$old\".events ORDER BY transaction_id, global_position"
+before=$(psql_as "$owner_dsn" -A -t -c "$feed")
+for f in sql/[0-9][0-9][0-9][0-9]_*.sql; do
+	case $f in */0001_*) continue ;; esac
+	psql_as "$owner_dsn" -v schema="$old" -f "$f"
+done
+after=$(psql_as "$owner_dsn" -A -t -c "$feed")
+keys=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM \"$old\".streams s
+	WHERE last_key IS DISTINCT FROM (SELECT max(transaction_id)
+	FROM \"$old\".events e WHERE e.stream_id = s.stream_id)")
+if [ "$before" != "$after" ] || [ "$(echo "$after" | wc -l)" != 100 ] ||
+	[ "$keys" != 0 ]; then
+	echo "run.sh: migrating a populated 0001 schema changed its events," \
+		"their order, or left a wrong order key ($keys streams)" >&2
+	exit 1
+fi
+echo "== integration: a populated 0001 schema migrates; its 100 events keep" \
+	"their order"
 
 export EVS_TEST_PG_SCHEMA="$schema"
 export EVS_TEST_PG_FAST_DSN="$fast_dsn" EVS_TEST_PG_FAST_ROLE="$fast"
+export EVS_TEST_PG_APP_DSN="$app_dsn"
+export EVS_TEST_PG_HOSTILE_DSN="$hostile_dsn"
+export EVS_TEST_PG_PW_DSN="$admin_dsn user=$pwrole password=$password"
 echo "== integration: every suite, as the schema owner"
 EVS_TEST_PG_DSN=$owner_dsn "$runner"
 echo "== integration: the contract suite, as an application role that may"
 echo "   only read the tables and execute append_events"
-EVS_TEST_PG_DSN=$app_dsn CK_RUN_SUITE=contract "$runner"
+EVS_TEST_PG_DSN=$app_dsn EVS_TEST_PG_NO_IMPORT=1 CK_RUN_SUITE=contract \
+	"$runner"
 # denied DSN STATEMENT: the role behind DSN is refused STATEMENT for want
 # of a privilege, SQLSTATE 42501 (any other failure, or success, fails the
 # run). The statements match no rows: a wrongly granted one changes nothing.

@@ -54,6 +54,10 @@ int main(void)
 	sr = srunner_create(contract_suite(&pg_backend));
 	srunner_add_suite(sr, pg_suite());
 	srunner_add_suite(sr, pg_json_suite());
+	srunner_add_suite(sr, order_suite());
+	srunner_add_suite(sr, settings_suite());
+	srunner_add_suite(sr, faults_suite());
+	srunner_add_suite(sr, reads_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
