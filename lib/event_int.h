@@ -32,9 +32,11 @@ struct evs_event_list {
 	evs_event **items;
 };
 
-/* PostgreSQL's timestamptz range, in microseconds since 1970-01-01 UTC:
- * 4714-11-24 BC 00:00 UTC up to what an int64 holds, 294247-01-10. */
+/* The recorded times both backends store exactly, in microseconds since
+ * 1970-01-01 UTC: PostgreSQL's first timestamptz (4714-11-24 BC) up to
+ * one microsecond below INT64_MAX (294247-01-10), the last that the
+ * server's extract(epoch ...) returns without rounding through a double. */
 #define EVS_TIME_MIN_US (-210866803200000000LL)
-#define EVS_TIME_MAX_US INT64_MAX
+#define EVS_TIME_MAX_US (INT64_MAX - 1)
 
 #endif

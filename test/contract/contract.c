@@ -631,6 +631,141 @@ START_TEST(replayed_append_stores_nothing)
 }
 END_TEST
 
+/* Appends with evs_store_append_ext(); fails the test on error. */
+static evs_append_result append_ext(const char *id, int64_t expected,
+                                    evs_event **evs, size_t n,
+                                    unsigned int flags)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_append_result res = {-100, -100};
+	int rc = evs_store_append_ext(&res, ct_store, id, expected, evs, n,
+	                              flags, &err);
+
+	ck_assert_msg(rc == 0, "append_ext: %s",
+	              err.message ? err.message : evs_strerror(rc));
+	evs_error_clear(&err);
+	return res;
+}
+
+START_TEST(append_ext_tells_a_replay_from_an_append)
+{
+	const char *id = ct_id("replay-ext");
+	evs_event **evs = ct_make_events(0, 4);
+	evs_append_result r;
+
+	r = append_ext(id, EVS_NO_VERSION, evs, 2, 0);
+	ck_assert_int_eq(r.version, 1);
+	ck_assert_int_eq(r.replayed, 0);
+	/* The same batch again, in every mode: a replay, nothing stored. */
+	r = append_ext(id, EVS_NO_VERSION, evs, 2, 0);
+	ck_assert_int_eq(r.version, 1);
+	ck_assert_int_eq(r.replayed, 1);
+	r = append_ext(id, EVS_ANY_VERSION, evs, 2, 0);
+	ck_assert_int_eq(r.version, 1);
+	ck_assert_int_eq(r.replayed, 1);
+	r = append_ext(id, EVS_STREAM_EXISTS, evs + 1, 1, 0);
+	ck_assert_int_eq(r.version, 1);
+	ck_assert_int_eq(r.replayed, 1);
+	/* New events are not. */
+	r = append_ext(id, 1, evs + 2, 1, 0);
+	ck_assert_int_eq(r.version, 2);
+	ck_assert_int_eq(r.replayed, 0);
+	r = append_ext(id, EVS_ANY_VERSION, evs + 3, 1, 0);
+	ck_assert_int_eq(r.version, 3);
+	ck_assert_int_eq(r.replayed, 0);
+	/* An empty batch gives the stream's version and is no replay. */
+	r = append_ext(id, 17, NULL, 0, 0);
+	ck_assert_int_eq(r.version, 3);
+	ck_assert_int_eq(r.replayed, 0);
+	r = append_ext(ct_id("replay-ext-none"), EVS_NO_VERSION, NULL, 0, 0);
+	ck_assert_int_eq(r.version, EVS_NO_VERSION);
+	ck_assert_uint_eq(ct_count(id), 4);
+	ct_free_events(evs, 4);
+}
+END_TEST
+
+/* A restore keeps each event's recorded time, microseconds exact, from
+ * 4714 BC to the far future; a second restore of it is a replay. */
+START_TEST(keep_time_stores_each_events_recorded_time)
+{
+	static const int64_t times[] = {
+		1700000000123456LL,        /* 2023-11-14T22:13:20.123456Z */
+		0,                         /* the epoch itself */
+		-1,                        /* a microsecond before it */
+		-62135596800000000LL,      /* 0001-01-01 */
+		-62135596800000001LL,      /* a microsecond before: 1 BC */
+		-210866803200000000LL,     /* 4714-11-24 BC, the first */
+		253402300799999999LL,      /* 9999-12-31T23:59:59.999999Z */
+		INT64_MAX - 1,             /* 294247-01-10, the last */
+	};
+	const size_t n = sizeof(times) / sizeof(times[0]);
+	evs_error err = EVS_ERROR_INIT;
+	const char *id = ct_id("keep-time");
+	evs_event **evs = ct_make_events(0, n);
+	evs_append_result r = {-100, -100};
+	evs_event_list *list = NULL;
+	evs_event *first;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(evs_event_set_recorded_at(evs[i], times[i],
+		                                           NULL), 0);
+	rc = evs_store_append_ext(&r, ct_store, id, EVS_NO_VERSION, evs, n,
+	                          EVS_APPEND_KEEP_TIME, &err);
+	if (ct_backend->no_keep_time) {
+		ck_assert_int_eq(rc, EVS_EDB);
+		ck_assert_str_eq(err.sqlstate, "42501");
+		ck_assert_uint_eq(ct_count(id), 0);
+		goto done;
+	}
+	ck_assert_msg(rc == 0, "keep-time append: %s", err.message);
+	ck_assert_int_eq(r.version, (int64_t)n - 1);
+	ck_assert_int_eq(r.replayed, 0);
+	ck_assert_int_eq(evs_store_load(&list, ct_store, id, EVS_NO_VERSION,
+	                                &err), 0);
+	ck_assert_uint_eq(evs_event_list_count(list), n);
+	for (i = 0; i < n; i++)
+		ck_assert_msg(evs_event_recorded_at(evs_event_list_get(list, i)) ==
+		                      times[i],
+		              "event %zu: recorded at %lld, not %lld", i,
+		              (long long)evs_event_recorded_at(
+		                      evs_event_list_get(list, i)),
+		              (long long)times[i]);
+	/* An event read back keeps its time: restoring it again is a
+	 * replay, and nothing more is stored. */
+	first = (evs_event *)evs_event_list_get(list, 0);
+	rc = evs_store_append_ext(&r, ct_store, id, EVS_NO_VERSION, &first, 1,
+	                          EVS_APPEND_KEEP_TIME, &err);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(r.replayed, 1);
+	ck_assert_int_eq(r.version, 0);
+	ck_assert_uint_eq(ct_count(id), n);
+	/* Plain appends keep using the store's clock. */
+	{
+		evs_event *ev = ct_event("tested", 99);
+		int64_t before = (int64_t)time(NULL) * 1000000 - 60000000;
+		evs_event_list *more = NULL;
+
+		ck_assert_int_eq(evs_event_set_recorded_at(ev, 5, NULL), 0);
+		ck_assert_int_eq(evs_store_append(NULL, ct_store, id,
+		                                  (int64_t)n - 1, &ev, 1, NULL),
+		                 0);
+		ck_assert_int_eq(evs_store_load(&more, ct_store, id,
+		                                (int64_t)n - 1, NULL), 0);
+		ck_assert_int_gt(evs_event_recorded_at(
+		                         evs_event_list_get(more, 0)),
+		                 before);
+		evs_event_list_free(more);
+		evs_event_free(ev);
+	}
+done:
+	evs_event_list_free(list);
+	ct_free_events(evs, n);
+	evs_error_clear(&err);
+}
+END_TEST
+
 START_TEST(reused_event_id_is_a_duplicate)
 {
 	evs_error err = EVS_ERROR_INIT;
@@ -1106,6 +1241,8 @@ Suite *contract_suite(const contract_backend *be)
 	tcase_add_test(tc, stream_exists_needs_an_event);
 	tcase_add_test(tc, replayed_append_stores_nothing);
 	tcase_add_test(tc, reused_event_id_is_a_duplicate);
+	tcase_add_test(tc, append_ext_tells_a_replay_from_an_append);
+	tcase_add_test(tc, keep_time_stores_each_events_recorded_time);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("read-all");

@@ -19,6 +19,10 @@ typedef struct contract_backend {
 	/* Largest thread count the backend can serve at once (pool size);
 	 * 0 means no limit. */
 	int max_threads;
+	/* Nonzero when this store's role may not keep recorded times
+	 * (EVS_APPEND_KEEP_TIME): such an append must then fail with
+	 * EVS_EDB, SQLSTATE 42501, and store nothing. */
+	int no_keep_time;
 } contract_backend;
 
 Suite *contract_suite(const contract_backend *be);

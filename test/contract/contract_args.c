@@ -600,6 +600,56 @@ START_TEST(ids_are_distinct_byte_for_byte)
 }
 END_TEST
 
+/* ---- evs_store_append_ext's flags ------------------------------------------ */
+
+START_TEST(append_ext_refuses_bad_flags)
+{
+	evs_error err = EVS_ERROR_INIT;
+	char *id = stream_with_one("args-flags");
+	evs_event *evs[2] = {ct_event("tested", 1), ct_event("tested", 2)};
+	evs_append_result r = {-100, -100};
+
+	ck_assert_int_eq(evs_event_set_recorded_at(evs[0], 1000, NULL), 0);
+	ck_assert_int_eq(evs_event_set_recorded_at(evs[1], 2000, NULL), 0);
+	ASSERT_EINVALID(evs_store_append_ext(&r, ct_store, id, 0, evs, 2, 2u,
+	                                     &err),
+	                err, "flags");
+	ASSERT_EINVALID(evs_store_append_ext(&r, ct_store, id, 0, evs, 2,
+	                                     EVS_APPEND_KEEP_TIME | 0x100u,
+	                                     &err),
+	                err, "flags");
+	/* Keeping times needs an exact version... */
+	ASSERT_EINVALID(evs_store_append_ext(&r, ct_store, id, EVS_ANY_VERSION,
+	                                     evs, 2, EVS_APPEND_KEEP_TIME,
+	                                     &err),
+	                err, "expected_version");
+	ASSERT_EINVALID(evs_store_append_ext(&r, ct_store, id,
+	                                     EVS_STREAM_EXISTS, evs, 2,
+	                                     EVS_APPEND_KEEP_TIME, &err),
+	                err, "expected_version");
+	/* ... and a time on every event. */
+	evs_event_free(evs[1]);
+	evs[1] = ct_event("tested", 3);
+	ASSERT_EINVALID(evs_store_append_ext(&r, ct_store, id, 0, evs, 2,
+	                                     EVS_APPEND_KEEP_TIME, &err),
+	                err, "events[1]");
+	ck_assert_int_eq(r.version, -100);
+	ck_assert_uint_eq(ct_count(id), 1);
+	/* Out of PostgreSQL's range, a time is refused when it is set. */
+	ASSERT_EINVALID(evs_event_set_recorded_at(evs[1],
+	                                          -210866803200000001LL, &err),
+	                err, "micros");
+	ASSERT_EINVALID(evs_event_set_recorded_at(evs[1], INT64_MAX, &err),
+	                err, "micros");
+	ASSERT_EINVALID(evs_event_set_recorded_at(NULL, 0, &err), err,
+	                "event");
+	evs_event_free(evs[0]);
+	evs_event_free(evs[1]);
+	free(id);
+	evs_error_clear(&err);
+}
+END_TEST
+
 void ct_add_args_tests(Suite *s)
 {
 	TCase *tc;
@@ -638,6 +688,7 @@ void ct_add_args_tests(Suite *s)
 	tcase_add_test(tc, sentinels_are_not_bad_input);
 	tcase_add_test(tc, foreach_without_callback);
 	tcase_add_test(tc, bad_type_data_or_metadata);
+	tcase_add_test(tc, append_ext_refuses_bad_flags);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("args-ids-round-trip");

@@ -14,7 +14,7 @@ static int open_memory(evs_store **out, evs_error *err)
 }
 
 static const contract_backend memory_backend = {
-	"memory", open_memory, NULL, 0,
+	"memory", open_memory, NULL, 0, 0,
 };
 
 int main(void)
