@@ -7,7 +7,7 @@
 \set ev (:n / :nstreams) * :batch
 \startpipeline
 BEGIN;
-UPDATE streams SET version = version + :batch WHERE stream_id = :sid AND version = :ev;
+UPDATE streams SET version = version + :batch, last_key = pg_current_xact_id() WHERE stream_id = :sid AND version = :ev AND last_key <= pg_current_xact_id();
 INSERT INTO events (stream_id, version, event_id, type, data, metadata) SELECT :sid, :ev + b.o, gen_random_uuid(), 'Deposited', b.d, b.m FROM unnest(:darr::jsonb[], :marr::jsonb[]) WITH ORDINALITY AS b(d, m, o);
 COMMIT;
 \endpipeline

@@ -6,8 +6,8 @@
 #
 # Needs EVS_TEST_PG_DSN (a superuser's key=value conninfo) and PG_BIN (the
 # server binaries: psql, pgbench), as scripts/with-pg.sh exports them.
-# Creates the schema $BENCH_SCHEMA (default evs_bench) from
-# sql/0001_create_schema.sql, drops it again at the end, and runs, each
+# Creates the schema $BENCH_SCHEMA (default evs_bench) from the
+# sql/ migrations, drops it again at the end, and runs, each
 # workload (and its floor) BENCH_RUNS times for BENCH_SECONDS each:
 #
 #   1 single-event appends, exact expected version, own streams, at 1, 4
@@ -168,7 +168,13 @@ median() {
 
 sql -c "DROP SCHEMA IF EXISTS \"$SCHEMA\" CASCADE" \
     -c "DROP SCHEMA IF EXISTS \"$EMPTY_SCHEMA\" CASCADE" >/dev/null 2>&1
-sql -v schema="$SCHEMA" -f "$root/sql/0001_create_schema.sql" >/dev/null
+# Every migration, in order, as a DBA would.
+migrate() {
+	for f in "$root"/sql/[0-9][0-9][0-9][0-9]_*.sql; do
+		sql -v schema="$1" -f "$f" >/dev/null
+	done
+}
+migrate "$SCHEMA"
 
 # Empty tables, and no dirty buffers left from the last run.
 fresh_tables() {
@@ -488,7 +494,7 @@ existing_label=$(awk -v n="$EXISTING" 'BEGIN {
 say ""
 say "== 6. single appends on an empty table and with $EXISTING existing" \
 	"events ($(elapsed))"
-sql -v schema="$EMPTY_SCHEMA" -f "$root/sql/0001_create_schema.sql" >/dev/null
+migrate "$EMPTY_SCHEMA"
 for r in $(seq "$RUNS"); do
 	say "-- run $r"
 	for what in $(rotate $(((r - 1) % 2)) empty big); do
