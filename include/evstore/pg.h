@@ -79,23 +79,36 @@ typedef struct evs_pg_options {
 /**
  * Opens a store on a PostgreSQL database whose schema was created by the
  * sql/ migrations (psql -f, or `evstore migrate`). Opening never changes
- * the schema: it connects once and checks the schema version, refusing
- * with EVS_ESCHEMA, naming the migration to apply, when the schema is
- * absent, older or newer than EVS_PG_SCHEMA_VERSION.
+ * the schema: it connects once, checks the schema version (refusing with
+ * EVS_ESCHEMA, naming the migration to apply, when the schema is absent,
+ * older or newer than EVS_PG_SCHEMA_VERSION) and the role's privileges,
+ * and keeps that connection in the pool.
+ *
+ * Every connection forces what evstore's SQL relies on, whatever the
+ * role, the database or PGOPTIONS say: client_encoding UTF8, READ
+ * COMMITTED, array_nulls on, a search_path of pg_catalog only, generic
+ * plans. TCP keepalives and tcp_user_timeout are on unless the conninfo
+ * sets them. No call waits without a bound: connect_timeout_ms,
+ * pool_timeout_ms and call_timeout_ms (see evs_pg_options). The server's
+ * notices go to opts->log, never to stdout or stderr.
  *
  * The store keeps a pool of connections, opened as calls need them, each
  * used by one thread at a time; the handle is safe to share between
- * threads, and a call waits at most pool_timeout_ms for a connection. A
- * call whose connection breaks fails with EVS_EUNAVAILABLE and the next
- * call reconnects. An append stores its events in one transaction: a
- * prepared compare-and-set statement at an exact expected version when
- * the role holds the optional grants (README, "Least privilege"; checked
- * at open), else a call of the schema's append_events function, one round
- * trip either way. When the compare-and-set matches nothing (a conflict,
- * a replay, a stream not there yet), a second round trip calls the
- * function, which reports the true version or the idempotent replay.
- * Reads page through a stream in bounded chunks. A read callback that calls the store needs a second
- * free connection (pool_size 2 or more).
+ * threads (not across fork(): a child must not use its parent's store). A
+ * call whose connection breaks fails with EVS_EUNAVAILABLE, one that runs
+ * out of time with EVS_ETIMEOUT, and the next call reconnects; an append
+ * that failed either way may or may not have been stored, and resending
+ * the same event ids stores it exactly once. An append stores its events
+ * in one transaction: a prepared compare-and-set statement at an exact
+ * expected version when the role holds the optional grants (README,
+ * "Least privilege"; checked at open), else a call of the schema's
+ * append_events function, one round trip either way. When the
+ * compare-and-set matches nothing (a conflict, a replay, a stream not
+ * there yet), a second round trip calls the function, which reports the
+ * true version or the idempotent replay. Reads page through a stream,
+ * holding at most read_buffer_bytes of events besides the one being
+ * handed out; a read callback that calls the store needs a second free
+ * connection (pool_size 2 or more).
  *
  * @param[out] out  yours: free with evs_store_free(); NULL on failure
  * @param conninfo  borrowed for the call (copied): a libpq conninfo string
@@ -103,8 +116,11 @@ typedef struct evs_pg_options {
  *                  environment variables
  * @param opts      borrowed for the call; NULL for the defaults
  * @param err       may be NULL; filled on failure
- * @return 0, EVS_EUNAVAILABLE (cannot connect), EVS_ESCHEMA,
- *         EVS_EINVALID (bad options), EVS_EUNSUPPORTED (options version),
+ * @return 0, EVS_EUNAVAILABLE (cannot connect, or not within
+ *         connect_timeout_ms), EVS_ECONFIG (the server or libpq refused the
+ *         settings: no such database or role, authentication, SSL; or a
+ *         conninfo libpq cannot parse), EVS_ESCHEMA, EVS_EINVALID (bad
+ *         options), EVS_EUNSUPPORTED (options version), EVS_ETIMEOUT,
  *         EVS_EDB, or EVS_ENOMEM
  */
 EVS_EXTERN(int) evs_store_open_pg(evs_store **out, const char *conninfo,

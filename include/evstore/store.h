@@ -138,7 +138,10 @@ typedef int (*evs_event_cb)(const evs_event *event, void *payload);
 /**
  * Streams the events of one aggregate whose version is greater than
  * @p from_version, oldest first, one callback per event, without holding
- * the whole stream in memory. The callback may call the store.
+ * the whole stream in memory: a backend holds a bounded number of bytes
+ * of events at a time (PostgreSQL: evs_pg_options.read_buffer_bytes). The
+ * callback may call the store (on PostgreSQL that needs a second pooled
+ * connection: the read may hold one while the callback runs).
  * @param store         borrowed
  * @param aggregate_id  borrowed for the call
  * @param from_version  exclusive, as for evs_store_load()
@@ -167,12 +170,14 @@ EVS_EXTERN(int) evs_store_current_version(int64_t *version_out,
                                           evs_error *err);
 
 /**
- * A place in the log of all events, in commit order: the checkpoint of a
- * reader of all streams. Take it from the last event you processed with
+ * A place in the log of all events: the checkpoint of a reader of all
+ * streams. Take it from the last event you processed with
  * evs_event_checkpoint() and pass it back to resume after that event.
  */
 typedef struct evs_position {
-	uint64_t commit; /**< the writing transaction (commit order) */
+	uint64_t commit; /**< the event's order key (PostgreSQL: at or above
+	                      its writing transaction's id, never below an
+	                      earlier event of its stream) */
 	int64_t global;  /**< the event's global position */
 } evs_position;
 
@@ -180,12 +185,14 @@ typedef struct evs_position {
 #define EVS_POSITION_START {0, 0}
 
 /**
- * Reads the events of all streams that come after @p after, in commit
- * order (the order of the transactions that wrote them; a stream's events
- * stay in version order), one callback per event. Only events of
+ * Reads the events of all streams that come after @p after, ordered by
+ * (order key, global position): about the order of the transactions that
+ * wrote them, and a stream's events always in version order. One callback
+ * per event, holding a bounded number of bytes at a time. Only events of
  * transactions that have ended are read, so a reader that resumes from
  * its checkpoint never skips an event whose transaction committed late;
- * events of a transaction still running are read by a later call.
+ * events of a transaction still running, and of every later one while it
+ * runs, are read by a later call.
  * @param store       borrowed
  * @param after       borrowed for the call; NULL or EVS_POSITION_START for
  *                    the beginning
