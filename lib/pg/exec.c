@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "pg_int.h"
@@ -221,14 +222,17 @@ static void drain(PGconn *conn, int64_t deadline)
 }
 
 int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
-                      int64_t deadline, const char *what, evs_error *err)
+                      int64_t deadline, const char *what,
+                      char sqlstate[6], evs_error *err)
 {
 	PGconn *conn = slot->conn;
 	PGresult *res;
+	const char *state;
 	int rc;
 
 	(void)pb;
 	*row = NULL;
+	sqlstate[0] = '\0';
 	if ((rc = await(conn, deadline)) != 0) {
 		if (rc > 0) {
 			evs__pg_rows_abandon(slot);
@@ -250,6 +254,9 @@ int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
 		return 0;
 	default:
 		rc = evs__pg_error(err, conn, res, what);
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (state != NULL)
+			snprintf(sqlstate, 6, "%s", state);
 		PQclear(res);
 		drain(conn, deadline);
 		return rc;

@@ -124,14 +124,16 @@ int evs__pg_exec_conn(PGresult **out, PGconn *conn, const char *stmt,
 /* A prepared statement whose rows come one at a time (single-row mode):
  * evs__pg_rows_start sends it, evs__pg_rows_next waits for the next row.
  * *row is a PGRES_SINGLE_TUPLE result (yours: PQclear), or NULL at the
- * end; an error result becomes the return code (err filled). After an
+ * end; an error result becomes the return code (err filled, and its
+ * SQLSTATE copied to sqlstate, "" when none). After an
  * error or when stopping early, evs__pg_rows_abandon drops the
  * connection (a reply still arriving cannot be left on it). */
 int evs__pg_rows_start(pg_backend *pb, pg_slot *slot, const char *stmt,
                        int n_params, const char *const *params,
                        int64_t deadline, const char *what, evs_error *err);
 int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
-                      int64_t deadline, const char *what, evs_error *err);
+                      int64_t deadline, const char *what,
+                      char sqlstate[6], evs_error *err);
 void evs__pg_rows_abandon(pg_slot *slot);
 
 /* ---- sqlstate.c ------------------------------------------------------------ */
@@ -166,6 +168,11 @@ int evs__pg_read_all(evs_backend *be, const evs_position *after,
                      void *payload, evs_error *err);
 int evs__pg_head(int64_t *out, evs_backend *be, const char *id,
                  evs_error *err);
+
+/* SQLSTATE 22P05: the database's encoding cannot hold a character of a
+ * parameter. In a read by stream id, that id cannot name a stream there:
+ * it has no events (a load is empty, the version EVS_ENOTFOUND). */
+#define PG_UNTRANSLATABLE "22P05"
 
 /* The stream's version on an acquired slot (EVS_ENOTFOUND when none). */
 int evs__pg_head_on(int64_t *out, pg_backend *pb, pg_slot *slot,

@@ -118,6 +118,7 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 		                                   : PAGE_ROWS;
 		int64_t deadline, rows = 0;
 		const char *params[4];
+		char state[6];
 		int n_params, more = 0;
 		pg_slot *slot;
 
@@ -137,7 +138,14 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 			evs_event *ev;
 
 			rc = evs__pg_rows_next(&row, pb, slot, deadline, c->what,
-			                       err);
+			                       state, err);
+			if (rc < 0 && c->id != NULL &&
+			    strcmp(state, PG_UNTRANSLATABLE) == 0) {
+				/* An id the database cannot hold has no
+				 * events there. */
+				evs__error_reset(err);
+				rc = 0;
+			}
 			if (rc < 0 || row == NULL)
 				break;
 			if (rows == want) {
@@ -297,10 +305,16 @@ int evs__pg_head_on(int64_t *out, pg_backend *pb, pg_slot *slot,
 	                  "could not read the stream's version", err);
 	if (rc < 0)
 		return rc;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		rc = evs__pg_error(err, slot->conn, res,
-		                   "could not read the stream's version");
-	else if (PQntuples(res) == 0)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		/* An id the database cannot hold names no stream there. */
+		rc = state != NULL && strcmp(state, PG_UNTRANSLATABLE) == 0
+		             ? EVS_ENOTFOUND
+		             : evs__pg_error(err, slot->conn, res,
+		                             "could not read the stream's "
+		                             "version");
+	} else if (PQntuples(res) == 0)
 		rc = EVS_ENOTFOUND;
 	else
 		*out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
