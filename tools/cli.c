@@ -61,24 +61,158 @@ int cli_open_store(evs_store **out, const cli_conn *conn,
 	return rc;
 }
 
+/* Days since 1970-01-01 of a date in the proleptic Gregorian calendar,
+ * and back: H. Hinnant's days_from_civil and civil_from_days (eras of
+ * 400 years, March-based years so that the leap day comes last). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t *y, int *m, int *d, int64_t days)
+{
+	int64_t z = days + 719468, era, doe, yoe, doy, mp;
+
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
 void cli_format_time(char out[CLI_TIME_LEN], int64_t micros)
 {
+	/* Floor division: the fraction and the time of day never go
+	 * negative. Neither step can overflow, even for INT64_MIN. */
 	int64_t secs = micros / 1000000, us = micros % 1000000;
-	time_t t;
-	struct tm tm;
+	int64_t days, sod, y;
+	char text[128]; /* what the compiler cannot tell: 30 at most */
 	size_t len;
+	int m, d, n;
 
 	if (us < 0) {
 		us += 1000000;
 		secs--;
 	}
-	t = (time_t)secs;
-	if (gmtime_r(&t, &tm) == NULL) {
-		snprintf(out, CLI_TIME_LEN, "?");
-		return;
+	days = secs / 86400;
+	sod = secs % 86400;
+	if (sod < 0) {
+		sod += 86400;
+		days--;
 	}
-	len = strftime(out, CLI_TIME_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + len, CLI_TIME_LEN - len, ".%06dZ", (int)us);
+	civil_from_days(&y, &m, &d, days);
+	if (y >= 0 && y <= 9999)
+		n = snprintf(text, sizeof(text), "%04lld", (long long)y);
+	else
+		n = snprintf(text, sizeof(text), "%+05lld", (long long)y);
+	snprintf(text + n, sizeof(text) - (size_t)n,
+	         "-%02d-%02dT%02d:%02d:%02d.%06dZ", m, d, (int)(sod / 3600),
+	         (int)(sod / 60 % 60), (int)(sod % 60), (int)us);
+	len = strlen(text);
+	if (len >= CLI_TIME_LEN)
+		len = CLI_TIME_LEN - 1;
+	memcpy(out, text, len);
+	out[len] = '\0';
+}
+
+/* Exactly @p n decimal digits at *p, then @p sep (none when '\0'). */
+static int time_field(int64_t *out, const char **p, int n, char sep)
+{
+	int64_t v = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return -1;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	if (sep != '\0' && (*p)[n] != sep)
+		return -1;
+	*p += n + (sep != '\0');
+	*out = v;
+	return 0;
+}
+
+int cli_parse_time(int64_t *out, const char *text)
+{
+	static const int month_days[12] = {31, 28, 31, 30, 31, 30,
+	                                   31, 31, 30, 31, 30, 31};
+	const char *p = text;
+	int64_t y, mo, d, h, mi, s, frac = 0, secs, max_secs;
+	int n = 0, leap;
+
+	if (*p == '+' || *p == '-') {
+		/* As cli_format_time() writes it: only outside 0000 to
+		 * 9999, no zeros before a fifth digit; 6 digits reach
+		 * past the range. */
+		while (p[1 + n] >= '0' && p[1 + n] <= '9')
+			n++;
+		if (n < 4 || n > 6 || (n > 4 && p[1] == '0'))
+			return -1;
+		p++;
+		if (time_field(&y, &p, n, '-') < 0)
+			return -1;
+		if (text[0] == '-')
+			y = -y;
+		if (y >= 0 && y <= 9999)
+			return -1;
+	} else if (time_field(&y, &p, 4, '-') < 0) {
+		return -1;
+	}
+	if (time_field(&mo, &p, 2, '-') < 0 || time_field(&d, &p, 2, 'T') < 0 ||
+	    time_field(&h, &p, 2, ':') < 0 || time_field(&mi, &p, 2, ':') < 0 ||
+	    time_field(&s, &p, 2, '\0') < 0)
+		return -1;
+	if (*p == '.') {
+		for (p++, n = 0; n < 6 && *p >= '0' && *p <= '9'; p++, n++)
+			frac = frac * 10 + (*p - '0');
+		if (n == 0)
+			return -1;
+		for (; n < 6; n++)
+			frac *= 10;
+	}
+	if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+		return -1;
+	/* The year first, so that the arithmetic below cannot overflow. */
+	if (y < -4713 || y > 294247 || mo < 1 || mo > 12 || h > 23 ||
+	    mi > 59 || s > 59)
+		return -1;
+	leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+	if (d < 1 || d > month_days[mo - 1] + (mo == 2 && leap))
+		return -1;
+	secs = days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 +
+	       mi * 60 + s;
+	max_secs = CLI_TIME_MAX / 1000000;
+	if (secs > max_secs ||
+	    (secs == max_secs && frac > CLI_TIME_MAX % 1000000) ||
+	    secs * 1000000 + frac < CLI_TIME_MIN)
+		return -1;
+	*out = secs * 1000000 + frac;
+	return 0;
+}
+
+char *cli_quote_ident(const char *s)
+{
+	cli_buf b = {NULL, 0, 0};
+
+	cli_buf_addc(&b, '"');
+	for (; *s; s++) {
+		if (*s == '"')
+			cli_buf_addc(&b, '"');
+		cli_buf_addc(&b, *s);
+	}
+	cli_buf_addc(&b, '"');
+	return b.p;
 }
 
 int cli_parse_int(int64_t *out, const char *text, int64_t min, int64_t max)

@@ -47,10 +47,29 @@ int cli_store_fail(const evs_error *err, const char *prefix);
 int cli_open_store(evs_store **out, const cli_conn *conn,
                    unsigned int pool_size);
 
-/* Microseconds since the epoch as RFC 3339 UTC with microseconds:
- * "2024-05-01T12:34:56.123456Z" (27 characters and a NUL). */
+/* The times a store keeps (evs_event_set_recorded_at()): microseconds
+ * since 1970-01-01 UTC from 4714-11-24 BC to 294247-01-10. */
+#define CLI_TIME_MIN (-210866803200000000LL)
+#define CLI_TIME_MAX (INT64_MAX - 1)
+
+/* Microseconds since the epoch as RFC 3339 UTC with microseconds,
+ * "2024-05-01T12:34:56.123456Z" (27 characters), in the proleptic
+ * Gregorian calendar. A year outside 0000 to 9999 is written as ISO 8601
+ * expands it: a sign and 4 digits or more, astronomical numbering
+ * ("-4713-11-24T00:00:00.000000Z" is 4714 BC, "+294247-01-10T..."). Exact
+ * for every int64_t (at most 30 characters and a NUL). */
 #define CLI_TIME_LEN 32
 void cli_format_time(char out[CLI_TIME_LEN], int64_t micros);
+
+/* Parses what cli_format_time() writes, also with 0 to 5 fraction digits
+ * (none: no '.') and "+00:00" for "Z". Returns 0, or -1 for anything
+ * else: another form, a date that does not exist (2023-02-29), a time
+ * outside CLI_TIME_MIN to CLI_TIME_MAX, or text after it. */
+int cli_parse_time(int64_t *out, const char *text);
+
+/* @p s as an SQL identifier, always quoted ("my""schema"). Yours: free()
+ * it. */
+char *cli_quote_ident(const char *s);
 
 /* Parses a whole decimal integer within [min, max]; 0 or -1. */
 int cli_parse_int(int64_t *out, const char *text, int64_t min, int64_t max);
@@ -96,6 +115,7 @@ typedef struct ndjson_event {
 	const char *type;
 	const char *data;     /* raw JSON text, as written */
 	const char *metadata; /* raw JSON text, or NULL for null or absent */
+	const char *recorded_at; /* the string, unchecked; NULL when absent */
 	int64_t version;
 } ndjson_event;
 
@@ -110,7 +130,10 @@ int ndjson_parse_line(ndjson_event *out, char *line, size_t len,
 /* Exports @p n_streams streams (all of them when 0) to stdout. */
 int cmd_export(int n_streams, char **streams, const cli_conn *conn);
 
-/* Imports @p file (stdin when NULL or "-") with @p jobs connections. */
-int cmd_import(int jobs, const char *file, const cli_conn *conn);
+/* Imports @p file (stdin when NULL or "-") with @p jobs connections,
+ * keeping each event's recorded_at, or, with @p server_time, letting the
+ * store stamp them. */
+int cmd_import(int jobs, int server_time, const char *file,
+               const cli_conn *conn);
 
 #endif

@@ -176,9 +176,10 @@ static int cmd_status(int argc, char **argv, cli_conn *conn)
 		       i + 1 < mig_count ? ", " : "\n");
 	printf("streams:       %lld\n", (long long)counts.streams);
 	printf("events:        %lld\n", (long long)counts.events);
-	if (counts.newest_us >= 0)
+	/* A restored event may be older than 1970: newest_us < 0. */
+	if (counts.events > 0)
 		cli_format_time(at, counts.newest_us);
-	printf("newest event:  %s\n", counts.newest_us >= 0 ? at : "none");
+	printf("newest event:  %s\n", counts.events > 0 ? at : "none");
 	if (pending > 0)
 		return cli_fail(EXIT_ERR, "schema \"%s\" has %zu pending "
 		                "migration%s: run evstore migrate",
@@ -418,6 +419,7 @@ static void print_cut(const char *s, size_t width)
 static void print_table(read_ctx *ctx)
 {
 	size_t wv = strlen("version"), wt = strlen("type"), i, used;
+	size_t wa = 27; /* an RFC 3339 time; years past 9999 are longer */
 	size_t width = SIZE_MAX;
 	struct winsize ws;
 
@@ -426,18 +428,20 @@ static void print_table(read_ctx *ctx)
 			wv = strlen(ctx->rows[i].version);
 		if (text_width(ctx->rows[i].type) > wt)
 			wt = text_width(ctx->rows[i].type);
+		if (strlen(ctx->rows[i].at) > wa)
+			wa = strlen(ctx->rows[i].at);
 	}
 	if (isatty(STDOUT_FILENO) &&
 	    ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
 		width = ws.ws_col;
-	used = wv + 2 + wt + 2 + 27 + 2;
-	printf("%*s  %-*s  %-27s  data\n", (int)wv, "version", (int)wt, "type",
-	       "recorded_at");
+	used = wv + 2 + wt + 2 + wa + 2;
+	printf("%*s  %-*s  %-*s  data\n", (int)wv, "version", (int)wt, "type",
+	       (int)wa, "recorded_at");
 	for (i = 0; i < ctx->n_rows; i++) {
 		row *r = &ctx->rows[i];
 
-		printf("%*s  %s%*s  %-27s  ", (int)wv, r->version, r->type,
-		       (int)(wt - text_width(r->type)), "", r->at);
+		printf("%*s  %s%*s  %-*s  ", (int)wv, r->version, r->type,
+		       (int)(wt - text_width(r->type)), "", (int)wa, r->at);
 		print_cut(r->data, width > used + 10 ? width - used - 1 : 10);
 		putchar('\n');
 		free(r->type);
@@ -553,25 +557,35 @@ static const char export_help[] =
 	CONN_HELP;
 
 static const char import_help[] =
-	"usage: evstore import [FILE|-] [--jobs N] [--dsn DSN] "
-	"[--schema NAME]\n"
+	"usage: evstore import [FILE|-] [--jobs N] [--server-time] "
+	"[--dsn DSN]\n"
+	"                      [--schema NAME]\n"
 	"\n"
 	"Appends the events of an NDJSON file (as export writes it; default: "
 	"standard\n"
-	"input) keeping their stream ids, versions and event ids. Importing "
-	"the same\n"
-	"file again changes nothing. Shows a progress bar when standard "
-	"error is a\n"
-	"terminal. Exits 3 when a stream holds other events at those "
-	"versions.\n"
+	"input) keeping their stream ids, versions, event ids and recorded "
+	"times.\n"
+	"Keeping times needs EXECUTE on the schema's import_events function "
+	"(the\n"
+	"schema's owner has it). Importing the same file again changes "
+	"nothing: the\n"
+	"events already stored are counted as skipped. Shows a progress bar "
+	"when\n"
+	"standard error is a terminal. Exits 3 when a stream holds other "
+	"events at\n"
+	"those versions.\n"
 	"\n"
 	"  --jobs N         connections appending in parallel, each taking "
 	"whole\n"
 	"                   streams (default 4)\n"
+	"  --server-time    ignore recorded_at: the store records the events "
+	"now, as\n"
+	"                   an application's appends (no extra privilege)\n"
 	CONN_HELP;
 
 typedef struct transfer_opts {
 	int jobs;
+	int server_time;
 } transfer_opts;
 
 static int parse_transfer(int argc, char **argv, cli_conn *conn,
@@ -582,6 +596,7 @@ static int parse_transfer(int argc, char **argv, cli_conn *conn,
 	                                            {NULL, 0, NULL, 0}};
 	static const struct option import_opts[] = {
 		{"jobs", required_argument, NULL, 'j'},
+		{"server-time", no_argument, NULL, 's'},
 		COMMON_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
@@ -597,6 +612,8 @@ static int parse_transfer(int argc, char **argv, cli_conn *conn,
 				                 "from 1 to 64, not \"%s\"",
 				                 optarg);
 			t->jobs = (int)jobs;
+		} else if (c == 's' && t != NULL) {
+			t->server_time = 1;
 		} else if ((rc = common_option(c, cmd, help, argv, conn)) >=
 		           0) {
 			return rc;
@@ -616,15 +633,15 @@ static int run_export(int argc, char **argv, cli_conn *conn)
 
 static int run_import(int argc, char **argv, cli_conn *conn)
 {
-	transfer_opts t = {4};
+	transfer_opts t = {4, 0};
 	int rc = parse_transfer(argc, argv, conn, "import", import_help, &t);
 
 	if (rc >= 0)
 		return rc;
 	if ((rc = want_args("import", argc - optind, 0, 1)) >= 0)
 		return rc;
-	return cmd_import(t.jobs, argc - optind > 0 ? argv[optind] : NULL,
-	                  conn);
+	return cmd_import(t.jobs, t.server_time,
+	                  argc - optind > 0 ? argv[optind] : NULL, conn);
 }
 
 static void main_help(void)

@@ -6,7 +6,14 @@
  * parallel. A batch is appended with expected version = its first
  * version - 1 and the events' own ids: when those events are already
  * stored, the store treats the append as an idempotent replay and
- * changes nothing, which is what makes a second import a no-op. */
+ * changes nothing, which is what makes a second import a no-op; the
+ * store says so (evs_append_result.replayed), and those events are
+ * counted as skipped.
+ *
+ * Each event keeps its recorded_at (EVS_APPEND_KEEP_TIME: a restore keeps
+ * its history), which PostgreSQL allows only a role with EXECUTE on the
+ * schema's import_events function; --server-time appends as an
+ * application does, and the store stamps the events. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -53,9 +60,12 @@ typedef struct worker {
 
 typedef struct importer {
 	evs_store *store;
+	const char *schema;
 	worker *workers;
 	int jobs;
+	unsigned int flags; /* of evs_store_append_ext() */
 	progress prog;
+	atomic_llong skipped; /* events already stored: replayed batches */
 	atomic_int failed;
 	pthread_mutex_t err_lock;
 	int exit_code;
@@ -103,11 +113,53 @@ static int read_fail(importer *imp, int code, long line, const char *message)
 	return -1;
 }
 
+/* A schema name as SQL takes it: bare when plain lower case, else
+ * quoted. Yours: free() it. */
+static char *sql_schema(const char *s)
+{
+	if (!(s[0] >= '0' && s[0] <= '9') &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(s))
+		return cli_xstrdup(s);
+	return cli_quote_ident(s);
+}
+
 static void import_store_fail(importer *imp, long line, const evs_error *err)
 {
+	/* Not about one line: the role may keep no event's time. */
+	if ((imp->flags & EVS_APPEND_KEEP_TIME) && err->code == EVS_EDB &&
+	    strcmp(err->sqlstate, "42501") == 0) {
+		char *name = sql_schema(imp->schema);
+		cli_buf msg = {NULL, 0, 0};
+
+		cli_buf_printf(&msg, "the role may not keep recorded times: "
+		               "have a DBA grant EXECUTE on function "
+		               "%s.import_events(text, bigint, uuid[], text[], "
+		               "jsonb[], jsonb[], timestamptz[]), or run with "
+		               "--server-time", name);
+		import_fail(imp, EXIT_ERR, 0, msg.p);
+		free(msg.p);
+		free(name);
+		return;
+	}
 	import_fail(imp, err->code == EVS_ECONFLICT ? EXIT_CONFLICT : EXIT_ERR,
 	            line, err->message ? err->message
 	                               : evs_strerror(err->code));
+}
+
+/* One append of the events of @p b from @p off on; counts a replay. */
+static int append_part(importer *imp, batch *b, int64_t expected,
+                       size_t off, size_t count, evs_error *err)
+{
+	evs_append_result res;
+	int rc = evs_store_append_ext(&res, imp->store, b->stream, expected,
+	                              b->events + off, count, imp->flags, err);
+
+	if (rc == 0) {
+		if (res.replayed)
+			atomic_fetch_add(&imp->skipped, (long long)count);
+		progress_add(&imp->prog, (int64_t)count);
+	}
+	return rc;
 }
 
 /* Appends a batch. When the stream is already past the batch's start
@@ -124,23 +176,17 @@ static int append_batch(importer *imp, batch *b, evs_error *err)
 		size_t left = b->n - off, k;
 		int64_t actual;
 
-		rc = evs_store_append(NULL, imp->store, b->stream, expected,
-		                      b->events + off, left, err);
-		if (rc == 0) {
-			progress_add(&imp->prog, (int64_t)left);
+		rc = append_part(imp, b, expected, off, left, err);
+		if (rc == 0)
 			return 0;
-		}
 		if (rc != EVS_ECONFLICT || ++rounds > 8)
 			return rc;
 		actual = err->actual_version;
 		if (actual <= expected || actual >= expected + (int64_t)left)
 			return rc;
 		k = (size_t)(actual - expected);
-		rc = evs_store_append(NULL, imp->store, b->stream, expected,
-		                      b->events + off, k, err);
-		if (rc != 0)
+		if ((rc = append_part(imp, b, expected, off, k, err)) != 0)
 			return rc;
-		progress_add(&imp->prog, (int64_t)k);
 		off += k;
 		expected = actual;
 	}
@@ -269,6 +315,7 @@ static int import_line(importer *imp, char *line, size_t len, long lineno,
 	stream_ent *e;
 	batch *b;
 	evs_uuid id;
+	int64_t at = 0;
 	size_t size;
 
 	if (ndjson_parse_line(&ne, line, len, why, sizeof(why)) < 0)
@@ -276,10 +323,20 @@ static int import_line(importer *imp, char *line, size_t len, long lineno,
 	if (evs_uuid_parse(&id, ne.event_id, NULL) < 0)
 		return read_fail(imp, EXIT_ERR, lineno,
 		                 "\"event_id\" is not a UUID");
+	if ((imp->flags & EVS_APPEND_KEEP_TIME) && ne.recorded_at == NULL)
+		return read_fail(imp, EXIT_ERR, lineno,
+		                 "missing field \"recorded_at\" (or use "
+		                 "--server-time)");
+	if ((imp->flags & EVS_APPEND_KEEP_TIME) &&
+	    cli_parse_time(&at, ne.recorded_at) < 0)
+		return read_fail(imp, EXIT_ERR, lineno,
+		                 "\"recorded_at\" is not an RFC 3339 UTC time");
 	/* Checked here, in line order, so that the first bad line stops
 	 * the import and is the one reported. */
 	if (evs_event_new_json(&ev, ne.type, ne.data, ne.metadata, err) < 0 ||
-	    evs_event_set_id(ev, &id, err) < 0) {
+	    evs_event_set_id(ev, &id, err) < 0 ||
+	    ((imp->flags & EVS_APPEND_KEEP_TIME) &&
+	     evs_event_set_recorded_at(ev, at, err) < 0)) {
 		evs_event_free(ev);
 		return read_fail(imp, EXIT_ERR, lineno,
 		                 err->message ? err->message
@@ -317,7 +374,8 @@ static int import_line(importer *imp, char *line, size_t len, long lineno,
 	return 0;
 }
 
-int cmd_import(int jobs, const char *file, const cli_conn *conn)
+int cmd_import(int jobs, int server_time, const char *file,
+               const cli_conn *conn)
 {
 	importer imp;
 	evs_error err = EVS_ERROR_INIT;
@@ -326,7 +384,7 @@ int cmd_import(int jobs, const char *file, const cli_conn *conn)
 	size_t cap = 0, i;
 	ssize_t len;
 	long lineno = 0;
-	long long bytes_read = 0, events = 0, file_size = -1;
+	long long bytes_read = 0, events = 0, file_size = -1, skipped;
 	struct stat stbuf;
 	int rc, started = 0;
 
@@ -343,6 +401,9 @@ int cmd_import(int jobs, const char *file, const cli_conn *conn)
 	    EXIT_OK)
 		goto close_in;
 	imp.jobs = jobs;
+	imp.schema = conn->schema;
+	imp.flags = server_time ? 0 : EVS_APPEND_KEEP_TIME;
+	atomic_init(&imp.skipped, 0);
 	atomic_init(&imp.failed, 0);
 	pthread_mutex_init(&imp.err_lock, NULL);
 	imp.workers = cli_xmalloc((size_t)jobs * sizeof(worker));
@@ -404,9 +465,10 @@ int cmd_import(int jobs, const char *file, const cli_conn *conn)
 	if (rc == EXIT_OK && imp.read_code != 0)
 		rc = cli_fail(imp.read_code, "line %ld: %s", imp.read_line,
 		              imp.read_msg);
+	skipped = atomic_load(&imp.skipped);
 	if (rc == EXIT_OK)
-		printf("imported %lld events in %zu streams (events already "
-		       "stored are skipped)\n", events, imp.n_streams);
+		printf("imported %lld events in %zu streams (%lld already "
+		       "stored, skipped)\n", events, imp.n_streams, skipped);
 	for (i = 0; i < imp.tab_cap; i++) {
 		if (imp.tab[i].pending != NULL)
 			batch_free(imp.tab[i].pending);

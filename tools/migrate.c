@@ -16,20 +16,6 @@
 
 /* ---- rendering a psql script as plain SQL -------------------------------- */
 
-static char *quote_ident(const char *s)
-{
-	cli_buf b = {NULL, 0, 0};
-
-	cli_buf_addc(&b, '"');
-	for (; *s; s++) {
-		if (*s == '"')
-			cli_buf_addc(&b, '"');
-		cli_buf_addc(&b, *s);
-	}
-	cli_buf_addc(&b, '"');
-	return b.p;
-}
-
 /* A literal that means the same whatever standard_conforming_strings
  * says: E'...' (backslashes doubled) when there is a backslash. */
 static char *quote_literal(const char *s)
@@ -228,7 +214,7 @@ int mig_render(char **out, const mig_file *file, const char *schema)
 {
 	render r = {file, file->sql, 0, strlen(file->sql), 1, 0,
 	            {NULL, 0, 0}};
-	char *ident = quote_ident(schema), *literal = quote_literal(schema);
+	char *ident = cli_quote_ident(schema), *literal = quote_literal(schema);
 	int line_start = 1, rc = 0;
 
 	*out = NULL;
@@ -415,7 +401,7 @@ static int read_state(mig_state *st, PGconn *conn, const char *schema)
 	st->version = 0;
 	if (!has_table)
 		return 0;
-	ident = quote_ident(schema);
+	ident = cli_quote_ident(schema);
 	sql = cli_xmalloc(strlen(ident) + 80);
 	sprintf(sql, "SELECT coalesce(max(version), 0) FROM %s.schema_version",
 	        ident);
@@ -589,7 +575,7 @@ int mig_status(const char *dsn, const char *schema, mig_state *st,
 		PQfinish(conn);
 		return rc;
 	}
-	ident = quote_ident(schema);
+	ident = cli_quote_ident(schema);
 	sql = cli_xmalloc(2 * strlen(ident) + 200);
 	sprintf(sql,
 	        "SELECT (SELECT count(*) FROM %s.streams), count(*), "

@@ -30,7 +30,9 @@ typedef struct mig_state {
 typedef struct mig_counts {
 	int64_t streams;
 	int64_t events;
-	int64_t newest_us; /* recorded_at of the newest event; -1: none */
+	/* recorded_at of the newest event, -1 when there are none; test
+	 * events, not this: a restore may store times before 1970. */
+	int64_t newest_us;
 } mig_counts;
 
 /* Each function below prints its own one-line "evstore: ..." message on

@@ -353,10 +353,21 @@ static int value(scan *sc, int depth)
 	}
 }
 
-enum { F_STREAM, F_VERSION, F_EVENT_ID, F_TYPE, F_DATA, F_METADATA, F_N };
+enum {
+	F_STREAM, F_VERSION, F_EVENT_ID, F_TYPE, F_DATA, F_METADATA,
+	F_RECORDED_AT, F_N
+};
 static const char *const field_names[F_N] = {
 	"stream_id", "version", "event_id", "type", "data", "metadata",
+	"recorded_at",
 };
+
+/* The members decoded as strings; the others are kept as raw spans. */
+static int is_string_field(int f)
+{
+	return f == F_STREAM || f == F_EVENT_ID || f == F_TYPE ||
+	       f == F_RECORDED_AT;
+}
 
 /* What a line's members gave: decoded strings, or raw spans [span, end). */
 typedef struct fields {
@@ -382,6 +393,7 @@ static int member_value(scan *sc, fields *fs, int f)
 	case F_STREAM:
 	case F_EVENT_ID:
 	case F_TYPE:
+	case F_RECORDED_AT:
 		if (sc->i >= sc->n || sc->s[sc->i] != '"')
 			return must_be(sc, f, "a string");
 		if (string(sc, &fs->span[f]) < 0)
@@ -402,7 +414,7 @@ static int member_value(scan *sc, fields *fs, int f)
 			return -1;
 	}
 	if (f < F_N) {
-		if (f != F_STREAM && f != F_EVENT_ID && f != F_TYPE) {
+		if (!is_string_field(f)) {
 			fs->span[f] = sc->s + start;
 			fs->end[f] = sc->i;
 		}
@@ -471,7 +483,7 @@ int ndjson_parse_line(ndjson_event *out, char *line, size_t len, char *why,
 	if (sc.i < sc.n)
 		return bad(&sc, "text after the object");
 	for (f = 0; f < F_N; f++)
-		if (!fs.seen[f] && f != F_METADATA) {
+		if (!fs.seen[f] && f != F_METADATA && f != F_RECORDED_AT) {
 			snprintf(why, why_size, "missing field \"%s\"",
 			         field_names[f]);
 			return -1;
@@ -499,5 +511,6 @@ int ndjson_parse_line(ndjson_event *out, char *line, size_t len, char *why,
 	out->type = fs.span[F_TYPE];
 	out->data = fs.span[F_DATA];
 	out->metadata = fs.span[F_METADATA];
+	out->recorded_at = fs.span[F_RECORDED_AT];
 	return 0;
 }

@@ -6,7 +6,8 @@
 #
 # Each check prints "ok   - ..." or "FAIL - ..." (with what it saw), and
 # the last line is "N passed, N failed". Every schema this run makes is
-# named evs_cli_<pid>_<time>_..., and all are dropped at the end.
+# named evs_cli_<pid>_<time>_..., and all are dropped at the end, as is
+# the one role it makes (evs_cli_<pid>_<time>_app).
 set -u
 
 evstore=${1:?usage: run.sh EVSTORE}
@@ -40,6 +41,10 @@ BEGIN
 	         WHERE nspname LIKE '${tag}%' LOOP
 		EXECUTE format('DROP SCHEMA %I CASCADE', s);
 	END LOOP;
+	IF EXISTS (SELECT FROM pg_roles WHERE rolname = '${tag}_app') THEN
+		EXECUTE format('DROP OWNED BY %I', '${tag}_app');
+		EXECUTE format('DROP ROLE %I', '${tag}_app');
+	END IF;
 END
 \$\$;
 SQL
@@ -120,6 +125,22 @@ strip_assigned() {
 	sed -e 's/,"position":[0-9]*,"recorded_at":"[^"]*"}$/}/' "$1"
 }
 
+# An export without its positions: what a restore cannot keep.
+strip_position() {
+	sed -e 's/,"position":[0-9]*\(,"recorded_at":"[^"]*"}\)$/\1/' "$1"
+}
+
+# The recorded_at of each line of an export.
+times_of() {
+	sed -e 's/.*,"recorded_at":"\([^"]*\)"}$/\1/' "$1"
+}
+
+# The recorded times of a schema's events, as PostgreSQL writes them.
+pg_times() {
+	psql_q -c "SET TimeZone = 'UTC'" -c "SET DateStyle = 'ISO'" \
+		-c "SELECT recorded_at FROM \"$1\".events ORDER BY stream_id, version"
+}
+
 S=${tag}_main
 echo "# evstore tool tests on schema prefix $tag"
 
@@ -138,6 +159,9 @@ for cmd in migrate status append read export import; do
 done
 run "$evstore" help read
 check "help read is read --help" eval 'rc_is 0 && out_has "^usage: evstore read"'
+run "$evstore" import --help
+check "import --help documents --server-time" \
+	eval 'rc_is 0 && out_has "^  --server-time  " && out_has "import_events"'
 
 usage_case() {
 	desc=$1
@@ -364,11 +388,16 @@ check "status counts streams and events, and shows the newest time" \
 awk 'BEGIN {
 	for (v = 0; v < 2500; v++)
 		for (s = 1; s <= 3; s++)
-			printf "{\"stream_id\":\"gen-%d\",\"version\":%d,\"event_id\":\"00000000-0000-7000-8000-%06d%06d\",\"type\":\"Tick\",\"data\":{\"s\": %d, \"v\": %d},\"metadata\":%s}\n", s, v, s, v, s, v, (v % 2 ? "{\"m\": true}" : "null")
+			printf "{\"stream_id\":\"gen-%d\",\"version\":%d,\"event_id\":\"00000000-0000-7000-8000-%06d%06d\",\"type\":\"Tick\",\"data\":{\"s\": %d, \"v\": %d},\"metadata\":%s,\"recorded_at\":\"2021-%02d-%02dT%02d:%02d:%02d.%06dZ\"}\n", s, v, s, v, s, v, (v % 2 ? "{\"m\": true}" : "null"), 1 + v % 12, 1 + v % 28, s, v % 60, v * 7 % 60, v * 397 % 1000000
 }' >"$tmp/gen.ndjson"
 run "$evstore" import "$tmp/gen.ndjson"
 check "import of a generated file (3 streams x 2500)" \
-	eval 'rc_is 0 && out_has "imported 7500 events in 3 streams"'
+	eval 'rc_is 0 && out_has "^imported 7500 events in 3 streams (0 already stored, skipped)$"'
+"$evstore" export gen-1 gen-2 gen-3 2>/dev/null | strip_position /dev/stdin |
+	sort >"$tmp/a"
+sort "$tmp/gen.ndjson" >"$tmp/b"
+check "import keeps each recorded_at: the export is the file, but for position" \
+	eval '[ "$(wc -l <"$tmp/a")" -eq 7500 ] && cmp -s "$tmp/a" "$tmp/b"'
 
 run "$evstore" export
 check "export writes every event" \
@@ -387,26 +416,37 @@ T=${tag}_copy
 "$evstore" migrate --schema "$T" >/dev/null 2>&1
 run "$evstore" import "$tmp/source.ndjson" --schema "$T"
 check "import of the export into an empty schema" \
-	eval 'rc_is 0 && out_has "imported 7507 events in 6 streams" && err_empty'
+	eval 'rc_is 0 && out_is "imported 7507 events in 6 streams (0 already stored, skipped)" &&
+	      err_empty'
 "$evstore" export --schema "$T" >"$tmp/copy.ndjson" 2>/dev/null
-strip_assigned "$tmp/source.ndjson" | sort >"$tmp/a"
-strip_assigned "$tmp/copy.ndjson" | sort >"$tmp/b"
-check "export -> import -> export: identical streams (ids, versions, data)" \
-	cmp -s "$tmp/a" "$tmp/b"
+strip_position "$tmp/source.ndjson" | sort >"$tmp/a"
+strip_position "$tmp/copy.ndjson" | sort >"$tmp/b"
+check "export -> import -> export: identical but for position (ids, versions, data, recorded_at)" \
+	eval '[ "$(wc -l <"$tmp/b")" -eq 7507 ] && cmp -s "$tmp/a" "$tmp/b"'
+check "the positions are new, the times are the source's" \
+	eval '! cmp -s "$tmp/source.ndjson" "$tmp/copy.ndjson" &&
+	      [ "$(times_of "$tmp/source.ndjson" | sort)" = "$(times_of "$tmp/copy.ndjson" | sort)" ]'
 for s in acct-1 'acct-2 "quoted" \ and ünïcode' gen-1; do
-	"$evstore" export "$s" 2>/dev/null | strip_assigned /dev/stdin >"$tmp/a"
+	"$evstore" export "$s" 2>/dev/null | strip_position /dev/stdin >"$tmp/a"
 	"$evstore" export "$s" --schema "$T" 2>/dev/null |
-		strip_assigned /dev/stdin >"$tmp/b"
-	check "stream \"$s\" is identical after the round trip" \
+		strip_position /dev/stdin >"$tmp/b"
+	check "stream \"$s\" is identical after the round trip (recorded_at too)" \
 		eval '[ -s "$tmp/a" ] && cmp -s "$tmp/a" "$tmp/b"'
 done
 check "big integers and escapes survive the round trip" \
 	grep -q '"n": 123456789012345678901234567890' "$tmp/copy.ndjson"
+pg_times "$S" >"$tmp/a"
+pg_times "$T" >"$tmp/b"
+check "PostgreSQL holds the same recorded_at in the copy" \
+	eval '[ "$(wc -l <"$tmp/b")" -eq 7507 ] && cmp -s "$tmp/a" "$tmp/b"'
 
 run_in "$tmp/source.ndjson" "$evstore" import - --schema "$T"
 "$evstore" export --schema "$T" >"$tmp/copy2.ndjson" 2>/dev/null
 check "importing the same file again (from stdin) changes nothing" \
 	eval 'rc_is 0 && cmp -s "$tmp/copy.ndjson" "$tmp/copy2.ndjson"'
+check "importing the same file again says every event was skipped" \
+	eval 'out_is "imported 7507 events in 6 streams (7507 already stored, skipped)" &&
+	      err_empty'
 
 # An import that stopped half way, then the whole file: resumes.
 R=${tag}_resume
@@ -419,6 +459,8 @@ run "$evstore" import "$tmp/source.ndjson" --schema "$R" --jobs 1
 strip_assigned "$tmp/source.ndjson" | sort >"$tmp/a"
 check "importing a longer file over a partial import completes it" \
 	eval 'rc_is 0 && cmp -s "$tmp/a" "$tmp/b"'
+check "... and counts the 3000 events already stored as skipped" \
+	eval 'out_has "^imported 7507 events in 6 streams (3000 already stored, skipped)$"'
 
 # The same, cut inside a stream's batch: the first append of the whole
 # file overlaps what is stored, resends that part and appends the rest.
@@ -433,12 +475,18 @@ run "$evstore" import "$tmp/gen.ndjson" --schema "$R2"
 	sort >"$tmp/a"
 check "importing over a partial import that ends inside a batch" \
 	eval 'rc_is 0 && [ "$(wc -l <"$tmp/b")" -eq 7500 ] && cmp -s "$tmp/a" "$tmp/b"'
+check "... counts the resent part of each batch as skipped" \
+	eval 'out_has "^imported 7500 events in 3 streams (2500 already stored, skipped)$"'
+"$evstore" export gen-1 gen-2 gen-3 --schema "$R2" 2>/dev/null |
+	strip_position /dev/stdin | sort >"$tmp/b"
+sort "$tmp/gen.ndjson" >"$tmp/a"
+check "... and keeps every recorded_at" cmp -s "$tmp/a" "$tmp/b"
 
 # Bad input: one line naming the line, exit 1.
 E=${tag}_errors
 "$evstore" migrate --schema "$E" >/dev/null 2>&1
 export EVS_PG_SCHEMA=$E
-good='{"stream_id":"e-1","version":0,"event_id":"00000000-0000-7000-8000-000000000001","type":"T","data":{}}'
+good='{"stream_id":"e-1","version":0,"event_id":"00000000-0000-7000-8000-000000000001","type":"T","data":{},"recorded_at":"2024-05-01T12:34:56.123456Z"}'
 import_error() {
 	desc=$1 line=$2 want=$3
 	printf '%s\n\n%s\n' "$good" "$line" >"$tmp/bad.ndjson"
@@ -469,18 +517,51 @@ import_error "a stream id that is not a string" \
 	'{"stream_id":7,"version":1,"event_id":"00000000-0000-7000-8000-000000000002","type":"T","data":{}}' \
 	'"stream_id" must be a string'
 import_error "metadata that is not an object" \
-	'{"stream_id":"e-1","version":1,"event_id":"00000000-0000-7000-8000-000000000002","type":"T","data":{},"metadata":[1]}' \
+	'{"stream_id":"e-1","version":1,"event_id":"00000000-0000-7000-8000-000000000002","type":"T","data":{},"metadata":[1],"recorded_at":"2024-05-01T12:34:57Z"}' \
 	'metadata must be a JSON object'
 import_error "data with a lone surrogate" \
 	'{"stream_id":"e-1","version":1,"event_id":"00000000-0000-7000-8000-000000000002","type":"T","data":"\ud800"}' \
 	'not valid JSON: unpaired surrogate'
+
+# recorded_at: kept by default, so required and checked.
+bad_time() {
+	import_error "recorded_at $1" \
+		"{\"stream_id\":\"e-1\",\"version\":1,\"event_id\":\"00000000-0000-7000-8000-000000000002\",\"type\":\"T\",\"data\":{},\"recorded_at\":$2}" \
+		"${3:-\"recorded_at\" is not an RFC 3339 UTC time$}"
+}
+import_error "a missing recorded_at" \
+	'{"stream_id":"e-1","version":1,"event_id":"00000000-0000-7000-8000-000000000002","type":"T","data":{}}' \
+	'missing field "recorded_at" (or use --server-time)$'
+bad_time "that is not a string" '1714566896123456' \
+	'"recorded_at" must be a string$'
+bad_time "null" 'null' '"recorded_at" must be a string$'
+bad_time "of a day that does not exist (2023-02-29)" '"2023-02-29T12:00:00Z"'
+bad_time "of April 31" '"2024-04-31T12:00:00Z"'
+bad_time "at 24:00" '"2024-01-01T24:00:00Z"'
+bad_time "with a leap second" '"2016-12-31T23:59:60Z"'
+bad_time "with another offset" '"2024-05-01T12:34:56+02:00"'
+bad_time "with -00:00 (unknown offset)" '"2024-05-01T12:34:56-00:00"'
+bad_time "without an offset" '"2024-05-01T12:34:56"'
+bad_time "with a space for T" '"2024-05-01 12:34:56Z"'
+bad_time "with a lower-case z" '"2024-05-01T12:34:56z"'
+bad_time "with seven fraction digits" '"2024-05-01T12:34:56.1234567Z"'
+bad_time "with a point and no digits" '"2024-05-01T12:34:56.Z"'
+bad_time "with text after it" '"2024-05-01T12:34:56Z "'
+bad_time "as a date only" '"2024-05-01"'
+bad_time "with a signed year inside 0000-9999" '"+2024-05-01T12:34:56Z"'
+bad_time "with a 5-digit year without its sign" '"10000-01-01T00:00:00Z"'
+bad_time "with a zero before a 5-digit year" '"+010000-01-01T00:00:00Z"'
+bad_time "with a 3-digit year" '"999-01-01T00:00:00Z"'
+bad_time "before 4714-11-24 BC" '"-4713-11-23T23:59:59.999999Z"'
+bad_time "after the last microsecond" '"+294247-01-10T04:00:54.775807Z"'
+bad_time "far past the range" '"+999999-01-01T00:00:00Z"'
 
 run "$evstore" read e-1 --format ndjson
 check "import stores the lines before a bad line" \
 	eval 'rc_is 0 && [ "$(wc -l <"$tmp/out")" -eq 1 ]'
 
 # A stream that holds other events at those versions: a conflict.
-printf '%s\n' '{"stream_id":"e-1","version":0,"event_id":"00000000-0000-7000-8000-0000000000ff","type":"T","data":{}}' \
+printf '%s\n' '{"stream_id":"e-1","version":0,"event_id":"00000000-0000-7000-8000-0000000000ff","type":"T","data":{},"recorded_at":"2024-05-01T12:34:56.123456Z"}' \
 	>"$tmp/other.ndjson"
 run "$evstore" import "$tmp/other.ndjson"
 check "import over different events is a conflict (exit 3)" \
@@ -492,6 +573,161 @@ printf '' >"$tmp/empty.ndjson"
 run "$evstore" import "$tmp/empty.ndjson"
 check "import of an empty file does nothing" \
 	eval 'rc_is 0 && out_has "imported 0 events"'
+
+# ---- recorded times: kept, or --server-time -------------------------------
+
+# A line without recorded_at stops the import after the lines before it;
+# --server-time imports the file, the store stamping the events.
+M=${tag}_times
+"$evstore" migrate --schema "$M" >/dev/null 2>&1
+ev_line() { # STREAM VERSION ID-SUFFIX [RECORDED_AT]
+	printf '{"stream_id":"%s","version":%d,"event_id":"00000000-0000-7000-8000-%012d","type":"T","data":{"v": %d}%s}\n' \
+		"$1" "$2" "$3" "$2" "${4:+,\"recorded_at\":\"$4\"}"
+}
+{
+	ev_line m-1 0 1 2001-02-03T04:05:06.000007Z
+	ev_line m-1 1 2 2001-02-03T04:05:06.5Z
+	ev_line m-1 2 3
+	ev_line m-1 3 4 2001-02-03T04:05:08+00:00
+} >"$tmp/notime.ndjson"
+run "$evstore" import "$tmp/notime.ndjson" --schema "$M"
+check "import: a line without recorded_at fails and names --server-time (exit 1)" \
+	eval 'fails_with 1 "^evstore: line 3: missing field \"recorded_at\" (or use --server-time)$" &&
+	      out_is ""'
+run "$evstore" read m-1 --schema "$M" --format ndjson
+check "... after storing the lines before it, with their times" \
+	eval 'rc_is 0 && [ "$(wc -l <"$tmp/out")" -eq 2 ] &&
+	      [ "$(times_of "$tmp/out" | tr "\n" " ")" = "2001-02-03T04:05:06.000007Z 2001-02-03T04:05:06.500000Z " ]'
+run "$evstore" import "$tmp/notime.ndjson" --schema "$M" --server-time
+check "import --server-time takes the same file, skipping what is stored" \
+	eval 'rc_is 0 && out_is "imported 4 events in 1 streams (2 already stored, skipped)" &&
+	      err_empty'
+recent=$(psql_q -c "SELECT string_agg(version::text, ',' ORDER BY version)
+                    FROM \"$M\".events
+                    WHERE recorded_at > now() - interval '10 minutes'")
+run "$evstore" read m-1 --schema "$M" --format ndjson
+check "... and the server stamped the new events with the time now" \
+	eval 'rc_is 0 && [ "$(wc -l <"$tmp/out")" -eq 4 ] && [ "$recent" = "2,3" ] &&
+	      sed -n 4p "$tmp/out" | grep -q "\"recorded_at\":\"$(date -u +%Y)-"'
+run "$evstore" import "$tmp/notime.ndjson" --schema "$M" --server-time
+check "import --server-time again: all 4 skipped" \
+	eval 'rc_is 0 && out_is "imported 4 events in 1 streams (4 already stored, skipped)"'
+
+# Times at the ends of the range, and the forms import accepts beside the
+# canonical one: exported in that one, to the microsecond.
+X=${tag}_range
+"$evstore" migrate --schema "$X" >/dev/null 2>&1
+ev_line t-0 0 100 1969-12-31T23:59:59.999999Z >"$tmp/minus1.ndjson"
+run "$evstore" import "$tmp/minus1.ndjson" --schema "$X"
+run "$evstore" status --schema "$X"
+check "status shows a newest event before 1970 (not \"none\")" \
+	eval 'rc_is 0 && out_has "^newest event: *1969-12-31T23:59:59.999999Z$"'
+{
+	ev_line t-1 0 101 0001-01-01T00:00:00.000000Z
+	ev_line t-1 1 102 -4713-11-24T00:00:00.000000Z
+	ev_line t-1 2 103 1969-12-31T23:59:59.999999Z
+	ev_line t-1 3 104 +294247-01-10T04:00:54.775806Z
+	ev_line t-1 4 105 2024-02-29T12:00:00.5Z
+	ev_line t-1 5 106 0000-02-29T23:59:59Z
+	ev_line t-1 6 107 -0001-12-31T00:00:00.000001+00:00
+	ev_line t-1 7 108 9999-12-31T23:59:59.999999Z
+	ev_line t-1 8 109 +10000-01-01T00:00:00Z
+	ev_line t-1 9 110 1970-01-01T00:00:00.1Z
+} >"$tmp/range.ndjson"
+run "$evstore" import "$tmp/range.ndjson" --schema "$X"
+check "import of times from 4714 BC to 294247 AD" \
+	eval 'rc_is 0 && out_is "imported 10 events in 1 streams (0 already stored, skipped)"'
+run "$evstore" export t-1 --schema "$X"
+cp "$tmp/out" "$tmp/range-out.ndjson"
+times_of "$tmp/out" >"$tmp/a"
+printf '%s\n' 0001-01-01T00:00:00.000000Z -4713-11-24T00:00:00.000000Z \
+	1969-12-31T23:59:59.999999Z +294247-01-10T04:00:54.775806Z \
+	2024-02-29T12:00:00.500000Z 0000-02-29T23:59:59.000000Z \
+	-0001-12-31T00:00:00.000001Z 9999-12-31T23:59:59.999999Z \
+	+10000-01-01T00:00:00.000000Z 1970-01-01T00:00:00.100000Z >"$tmp/b"
+check "export writes them back in canonical form (six fraction digits, signed years outside 0000-9999)" \
+	eval 'rc_is 0 && cmp -s "$tmp/a" "$tmp/b"'
+pg_times "$X" >"$tmp/a"
+printf '%s\n' '1969-12-31 23:59:59.999999+00' '0001-01-01 00:00:00+00' \
+	'4714-11-24 00:00:00+00 BC' '1969-12-31 23:59:59.999999+00' \
+	'294247-01-10 04:00:54.775806+00' '2024-02-29 12:00:00.5+00' \
+	'0001-02-29 23:59:59+00 BC' '0002-12-31 00:00:00.000001+00 BC' \
+	'9999-12-31 23:59:59.999999+00' '10000-01-01 00:00:00+00' \
+	'1970-01-01 00:00:00.1+00' >"$tmp/b"
+check "PostgreSQL holds the same instants (year 0 is 1 BC, -4713 is 4714 BC)" \
+	eval 'cmp -s "$tmp/a" "$tmp/b" || { diff "$tmp/a" "$tmp/b"; false; }'
+run "$evstore" read t-1 --schema "$X" --format table
+check "read --format table shows the long times, columns aligned" \
+	eval 'rc_is 0 && out_has "  +294247-01-10T04:00:54.775806Z  {\"v\": 3}$" &&
+	      [ "$(awk "{ print index(\$0, \"{\") }" "$tmp/out" | tail -n +2 | sort -u | wc -l)" -eq 1 ] &&
+	      [ "$(head -n 1 "$tmp/out" | awk "{ print index(\$0, \"data\") }")" = "$(sed -n 2p "$tmp/out" | awk "{ print index(\$0, \"{\") }")" ]'
+run "$evstore" status --schema "$X"
+check "status shows the newest event in 294247" \
+	eval 'rc_is 0 && out_has "^newest event: *+294247-01-10T04:00:54.775806Z$"'
+X2=${tag}_range2
+"$evstore" migrate --schema "$X2" >/dev/null 2>&1
+run "$evstore" import "$tmp/range-out.ndjson" --schema "$X2"
+"$evstore" export t-1 --schema "$X2" >"$tmp/range-out2.ndjson" 2>/dev/null
+strip_position "$tmp/range-out.ndjson" >"$tmp/a"
+strip_position "$tmp/range-out2.ndjson" >"$tmp/b"
+check "the canonical forms import back to the same instants" \
+	eval 'rc_is 0 && [ "$(wc -l <"$tmp/b")" -eq 10 ] && cmp -s "$tmp/a" "$tmp/b"'
+
+# ---- privileges: keeping times needs EXECUTE on import_events -----------
+
+# A role with what README's "Least privilege" grants an application.
+case $EVS_TEST_PG_DSN in
+*://*) role= ;; # a URI: no "user=" to add
+*) role=${tag}_app ;;
+esac
+if [ -n "$role" ]; then
+	role_pw="pw-$tag"
+	role_dsn="$EVS_TEST_PG_DSN user=$role password=$role_pw"
+	A=${tag}_app
+	B=${tag}_restore
+	"$evstore" migrate --schema "$A" >/dev/null 2>&1
+	"$evstore" migrate --schema "$B" >/dev/null 2>&1
+	psql_q >/dev/null <<SQL
+CREATE ROLE "$role" LOGIN PASSWORD '$role_pw';
+GRANT USAGE ON SCHEMA "$A", "$B" TO "$role";
+GRANT SELECT ON ALL TABLES IN SCHEMA "$A", "$B" TO "$role";
+GRANT EXECUTE ON FUNCTION "$A".append_events(text, bigint, uuid[], text[], jsonb[], jsonb[]) TO "$role";
+GRANT EXECUTE ON FUNCTION "$B".append_events(text, bigint, uuid[], text[], jsonb[], jsonb[]) TO "$role";
+-- What a DBA grants a role that restores exports: in B only.
+GRANT EXECUTE ON FUNCTION "$B".import_events(text, bigint, uuid[], text[], jsonb[], jsonb[], timestamptz[]) TO "$role";
+SQL
+	head -n 50 "$tmp/source.ndjson" >"$tmp/fifty.ndjson"
+	run "$evstore" import "$tmp/fifty.ndjson" --schema "$A" \
+		--dsn "$role_dsn"
+	stored=$(psql_q -c "SELECT count(*) FROM \"$A\".events")
+	check "an application role cannot keep times: exit 1, what to do, nothing stored" \
+		eval 'rc_is 1 && out_is "" && [ "$stored" = 0 ] &&
+		      err_is "evstore: the role may not keep recorded times: have a DBA grant EXECUTE on function $A.import_events(text, bigint, uuid[], text[], jsonb[], jsonb[], timestamptz[]), or run with --server-time"'
+	run "$evstore" import "$tmp/fifty.ndjson" --schema "$A" \
+		--dsn "$role_dsn" --server-time --jobs 2
+	stored=$(psql_q -c "SELECT count(*) FROM \"$A\".events
+	                    WHERE recorded_at > now() - interval '10 minutes'")
+	check "... with --server-time it imports, with the time now" \
+		eval 'rc_is 0 && out_has "^imported 50 events in [0-9]* streams (0 already stored, skipped)$" &&
+		      [ "$stored" = 50 ]'
+	"$evstore" export --schema "$A" 2>/dev/null | strip_assigned /dev/stdin |
+		sort >"$tmp/a"
+	strip_assigned "$tmp/fifty.ndjson" | sort >"$tmp/b"
+	check "... the same events, ids and versions" cmp -s "$tmp/a" "$tmp/b"
+	run "$evstore" import "$tmp/fifty.ndjson" --schema "$A" \
+		--dsn "$role_dsn" --server-time
+	check "... and again: all 50 skipped" \
+		eval 'rc_is 0 && out_has "(50 already stored, skipped)$"'
+	run "$evstore" import "$tmp/fifty.ndjson" --schema "$B" \
+		--dsn "$role_dsn"
+	"$evstore" export --schema "$B" 2>/dev/null | strip_position /dev/stdin |
+		sort >"$tmp/a"
+	strip_position "$tmp/fifty.ndjson" | sort >"$tmp/b"
+	check "a role granted EXECUTE on import_events keeps the times" \
+		eval 'rc_is 0 && out_has "^imported 50 events" && cmp -s "$tmp/a" "$tmp/b"'
+else
+	ok "# skip: privileges (EVS_TEST_PG_DSN is a URI)"
+fi
 
 # ---- progress bar --------------------------------------------------------
 
@@ -537,6 +773,22 @@ then
 	run vg "$evstore" import "$tmp/bad.ndjson"
 	check "valgrind: a failing import is clean" \
 		eval 'rc_is 1 && err_one_line'
+	run vg "$evstore" import "$tmp/range.ndjson" --schema "$V"
+	check "valgrind: import of times 4714 BC to 294247 AD is clean" \
+		eval 'rc_is 0 && err_empty'
+	run vg "$evstore" read t-1 --schema "$V" --format table
+	check "valgrind: read --format table of those times is clean" \
+		eval 'rc_is 0 && err_empty'
+	if [ -n "$role" ]; then
+		run vg "$evstore" import "$tmp/fifty.ndjson" --schema "$A" \
+			--dsn "$role_dsn" --jobs 2
+		check "valgrind: an import the server refuses (42501) is clean" \
+			eval 'fails_with 1 "may not keep recorded times"'
+		run vg "$evstore" import "$tmp/fifty.ndjson" --schema "$A" \
+			--dsn "$role_dsn" --server-time --jobs 2
+		check "valgrind: import --server-time (all skipped) is clean" \
+			eval 'rc_is 0 && err_empty'
+	fi
 	run vg "$evstore" migrate --schema "${tag}_vg2"
 	check "valgrind: migrate is clean" eval 'rc_is 0 && err_empty'
 	run vg "$evstore" status --schema "${tag}_vg2"
