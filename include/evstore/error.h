@@ -22,7 +22,8 @@ typedef enum {
 	EVS_EDB = -6,          /**< the database refused; sqlstate is set */
 	EVS_EUNSUPPORTED = -7, /**< the backend lacks the operation or version */
 	EVS_EUNAVAILABLE = -8, /**< cannot reach the database: retry later */
-	EVS_ETIMEOUT = -9,     /**< a lock, statement or pool wait ran out */
+	EVS_ETIMEOUT = -9,     /**< a lock, statement or pool wait, or the
+	                            call's deadline (call_timeout_ms), ran out */
 	EVS_EDUPLICATE = -10,  /**< an event id is already used in the stream */
 	EVS_ESCHEMA = -11,     /**< database schema absent, older or newer */
 	EVS_ECONFIG = -12      /**< the server refused the connection settings

@@ -64,25 +64,42 @@ void evs__pg_drop(PGconn *conn)
 }
 
 /* The connect timeout in force: a connect_timeout from the conninfo, a
- * service file or PGCONNECT_TIMEOUT (libpq's rules: seconds, at least 2,
- * 0 or less for none), else evstore's option. 0: none. */
-static unsigned int connect_timeout_ms(PGconn *conn, unsigned int dflt)
+ * service file or PGCONNECT_TIMEOUT (libpq's rules: whole seconds, at
+ * least 2, 0 or less for none), else evstore's option; *ms 0: none.
+ * Returns 0, or EVS_ECONFIG for a value libpq itself would refuse (its
+ * non-blocking connect does not check it, and a silent "none" would let
+ * a connection attempt wait forever). */
+static int connect_timeout_ms(unsigned int *ms, PGconn *conn,
+                              unsigned int dflt, evs_error *err)
 {
 	PQconninfoOption *opts = PQconninfo(conn), *o;
-	unsigned int ms = dflt;
+	int rc = 0;
 
+	*ms = dflt;
 	for (o = opts; o != NULL && o->keyword != NULL; o++) {
-		if (strcmp(o->keyword, "connect_timeout") == 0 &&
-		    o->val != NULL && o->val[0] != '\0') {
-			long s = strtol(o->val, NULL, 10);
+		const char *v = o->val;
+		char *end;
+		long s;
 
-			ms = s <= 0 ? 0 : s < 2 ? 2000
-			     : s > INT_MAX / 1000 ? INT_MAX : (unsigned int)s * 1000;
-			break;
-		}
+		if (strcmp(o->keyword, "connect_timeout") != 0 || v == NULL ||
+		    v[0] == '\0')
+			continue;
+		errno = 0;
+		s = strtol(v, &end, 10);
+		while (end != v && (*end == ' ' || *end == '\t'))
+			end++;
+		if (end == v || *end != '\0' || errno != 0 || s > INT_MAX)
+			rc = evs_error_set(err, EVS_ECONFIG, NULL,
+			                   "invalid connect_timeout value \"%s\" "
+			                   "(whole seconds)", v);
+		else
+			*ms = s <= 0 ? 0 : s < 2 ? 2000
+			      : s > INT_MAX / 1000 ? INT_MAX
+			                           : (unsigned int)s * 1000;
+		break;
 	}
 	PQconninfoFree(opts);
-	return ms;
+	return rc;
 }
 
 /* Drives libpq's connection state machine under poll(), so that the
@@ -151,7 +168,11 @@ int evs__pg_connect(PGconn **out, pg_backend *pb, int prepare,
 		PQfinish(conn);
 		return rc;
 	}
-	limit = connect_timeout_ms(conn, pb->connect_timeout_ms);
+	if ((rc = connect_timeout_ms(&limit, conn, pb->connect_timeout_ms,
+	                             err)) < 0) {
+		evs__pg_drop(conn);
+		return rc;
+	}
 	rc = wait_connected(conn, evs__pg_deadline(limit));
 	if (rc != 0) {
 		if (rc > 0)

@@ -66,7 +66,16 @@ static const char *const config_texts[] = {
 	"does not match host name",
 	"no password supplied",
 	"invalid connection option",
+	"invalid integer value",      /* port=abc, keepalives_idle=abc ... */
 	"invalid sslmode value",
+	"invalid gssencmode value",
+	"invalid target_session_attrs value",
+	"invalid channel_binding value",
+	"invalid ssl_min_protocol_version value",
+	"invalid ssl_max_protocol_version value",
+	"invalid SSL protocol version range",
+	"channel binding required",
+	"channel binding is required",
 };
 
 int evs__pg_connect_error(evs_error *err, PGconn *conn)
