@@ -161,13 +161,20 @@ START_TEST(reads_of_large_events_hold_a_bounded_number_of_bytes)
 	evs_store_free(store);
 
 	grew = growth_of_read(id, 0, NULL);
+#ifndef __SANITIZE_ADDRESS__
+	/* (AddressSanitizer holds freed memory back: no bound there; the
+	 * reads still run, and must bring every byte.) */
 	ck_assert_msg(grew < MAX_GROWTH_KB,
 	              "evs_store_foreach of %d events of 1 MB grew the "
 	              "process by %ld kB", BIG_EVENTS, grew);
+#endif
 	grew = growth_of_read(id, 1, &from);
+#ifndef __SANITIZE_ADDRESS__
 	ck_assert_msg(grew < MAX_GROWTH_KB,
 	              "evs_store_read_all over %d events of 1 MB grew the "
 	              "process by %ld kB", BIG_EVENTS, grew);
+#endif
+	(void)grew;
 }
 END_TEST
 
