@@ -400,13 +400,19 @@ static const struct {
 } frozen_calls[] = {
 	{1000, 0},
 	{2000, 1000},
+	{0, 0}, /* the default: 60 s */
 };
+
+/* evs_pg_options' default call_timeout_ms (README, pg.h). */
+#define DEFAULT_CALL_MS 60000u
 
 START_TEST(calls_through_a_frozen_network_time_out_and_retry_replays)
 {
-	unsigned int call_ms = frozen_calls[_i].call_ms;
-	evs_pg_options opts = options(2000, call_ms,
+	evs_pg_options opts = options(2000, frozen_calls[_i].call_ms,
 	                              frozen_calls[_i].statement_ms);
+	unsigned int call_ms = frozen_calls[_i].call_ms
+	                               ? frozen_calls[_i].call_ms
+	                               : DEFAULT_CALL_MS;
 	const char *ida = fresh_id("append"), *idv = fresh_id("version"),
 	           *idf = fresh_id("foreach");
 	evs_event **batch = ct_make_events(0, 2);
@@ -977,7 +983,7 @@ Suite *faults_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("frozen");
-	tcase_set_timeout(tc, 40);
+	tcase_set_timeout(tc, 100);
 	tcase_add_loop_test(tc, open_through_a_frozen_network_gives_up_in_time,
 	                    0, N_OF(frozen_opens));
 	tcase_add_loop_test(
