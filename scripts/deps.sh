@@ -56,7 +56,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
 	if [ $want_test = 1 ]; then
 		# check pulls in libsubunit-dev; postgresql brings the version-15
 		# server binaries in /usr/lib/postgresql/15/bin.
-		pkgs="$pkgs check valgrind g++ postgresql"
+		# time: GNU time, which the CLI tests use to read a peak RSS.
+		pkgs="$pkgs check valgrind g++ postgresql time"
 	fi
 	pkgs="$pkgs ${EVS_DEPS_EXTRA:-}"
 

@@ -750,6 +750,31 @@ else
 	ok "# skip: progress bar on a terminal (no script(1))"
 fi
 
+# ---- export holds a bounded number of bytes ------------------------------
+
+# 120 events of 1 MB: exporting them grows the tool by less than 16 MB
+# over exporting a small stream (peak RSS, GNU time's %M, in kB).
+psql_q >/dev/null <<SQL
+INSERT INTO "$S".streams (stream_id, version) VALUES ('big-rss', 119);
+INSERT INTO "$S".events (stream_id, version, event_id, type, data)
+SELECT 'big-rss', g, gen_random_uuid(), 'Big',
+       to_jsonb(repeat(chr(97 + g % 26), 1048576))
+  FROM generate_series(0, 119) AS g;
+SQL
+if [ -x /usr/bin/time ]; then
+	small=$(/usr/bin/time -o "$tmp/small.rss" -f %M "$evstore" export --schema "$S" \
+		acct-1 2>/dev/null >/dev/null; cat "$tmp/small.rss")
+	big=$(/usr/bin/time -o "$tmp/big.rss" -f %M "$evstore" export big-rss --schema "$S" \
+		2>"$tmp/big.err" >"$tmp/big.ndjson"; cat "$tmp/big.rss")
+	lines=$(wc -l <"$tmp/big.ndjson")
+	cat "$tmp/big.err" >&2
+	rm -f "$tmp/big.ndjson"
+	check "export of 120 events of 1 MB grows the tool by < 16 MB ($small -> $big kB)" \
+		eval '[ "$lines" = 120 ] && [ $((big - small)) -lt 16384 ]'
+else
+	echo "skip - export's peak memory: /usr/bin/time (Debian: time) is missing"
+fi
+
 # ---- valgrind ----------------------------------------------------------
 
 if command -v valgrind >/dev/null 2>&1 && [ "${EVS_CLI_VALGRIND:-1}" = 1 ]
