@@ -18,8 +18,10 @@
 -- (a stream's events stay in version order in the feed).
 --
 -- Cost of applying it: streams gets a column (no table rewrite), then every
--- stream row is updated once from one pass over events. Existing events are
--- not changed: the feed keeps their order.
+-- stream row is updated once from one pass over events; appends and
+-- version reads wait for it (the ALTER TABLE locks streams until COMMIT).
+-- Existing events are not changed: the feed keeps their order. Apply it as
+-- the role that applied 0001 (it refuses otherwise).
 
 \if :{?schema}
 \else
@@ -56,6 +58,20 @@ BEGIN
 		RAISE EXCEPTION 'evstore migration 0002 needs 0001 first: schema "%" is at version %',
 			name, coalesce(have, 0)
 			USING ERRCODE = 'EVS01';
+	END IF;
+	-- The functions below run as their owner (SECURITY DEFINER) and call
+	-- each other: they must all have 0001's owner, so this file runs as
+	-- that role, as 0001 did.
+	IF (SELECT proowner FROM pg_proc
+	     WHERE oid = 'append_events(text, bigint, uuid[], text[], jsonb[], jsonb[])'::regprocedure)
+	   IS DISTINCT FROM (SELECT oid FROM pg_roles WHERE rolname = current_user) THEN
+		RAISE EXCEPTION 'evstore migration 0002 must be applied by the owner of schema "%"''s objects (role %), not by %',
+			name,
+			(SELECT pg_get_userbyid(proowner) FROM pg_proc
+			  WHERE oid = 'append_events(text, bigint, uuid[], text[], jsonb[], jsonb[])'::regprocedure),
+			current_user
+			USING ERRCODE = 'EVS03',
+			HINT = 'nothing was changed; connect as that role (psql -U, or evstore migrate --dsn "user=...")';
 	END IF;
 END
 $$;
@@ -276,6 +292,30 @@ $fn$;
 
 REVOKE ALL ON FUNCTION import_events(text, bigint, uuid[], text[], jsonb[],
 	jsonb[], timestamptz[]) FROM PUBLIC;
+
+-- Only the owner executes these two: revoke what default privileges
+-- (ALTER DEFAULT PRIVILEGES ... GRANT EXECUTE ON FUNCTIONS) may have given
+-- anyone else when they were created. A DBA grants import_events to a
+-- restoring role afterwards, on purpose.
+DO $$
+DECLARE
+	f regprocedure;
+	r record;
+BEGIN
+	FOREACH f IN ARRAY ARRAY[
+		'append_mismatch(text, bigint, uuid[])'::regprocedure,
+		'import_events(text, bigint, uuid[], text[], jsonb[], jsonb[], timestamptz[])'::regprocedure]
+	LOOP
+		FOR r IN SELECT DISTINCT a.grantee FROM pg_proc p,
+		         aclexplode(p.proacl) AS a
+		         WHERE p.oid = f AND a.grantee <> p.proowner
+		           AND a.grantee <> 0 LOOP
+			EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %I', f,
+			               pg_get_userbyid(r.grantee));
+		END LOOP;
+	END LOOP;
+END
+$$;
 
 INSERT INTO schema_version (version, name) VALUES (2, '0002_stream_order_key');
 

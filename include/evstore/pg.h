@@ -30,7 +30,8 @@ extern "C" {
  * once; it must not call the store.
  * @param level     EVS_LOG_DEBUG to EVS_LOG_WARNING
  * @param sqlstate  borrowed for the call: five characters ("01000")
- * @param message   borrowed for the call: the server's message, one line
+ * @param message   borrowed for the call: the server's message (a
+ *                  RAISE NOTICE text may hold newlines)
  * @param payload   evs_pg_options.log_payload
  */
 typedef void (*evs_log_cb)(int level, const char *sqlstate,
@@ -54,11 +55,12 @@ typedef struct evs_pg_options {
 	                                        server's setting */
 	/* ---- version 2 ---- */
 	unsigned int connect_timeout_ms; /**< longest wait for a connection
-	                                      to be made, before
+	                                      to be made (per host of a
+	                                      multi-host conninfo), before
 	                                      EVS_EUNAVAILABLE; 0: 10000.
-	                                      A connect_timeout in the
-	                                      conninfo, a service file or
-	                                      PGCONNECT_TIMEOUT wins */
+	                                      A connect_timeout above 0 in
+	                                      the conninfo, a service file
+	                                      or PGCONNECT_TIMEOUT wins */
 	unsigned int call_timeout_ms; /**< client-side deadline of every
 	                                   request to the server (an append,
 	                                   a version check, one page of a
@@ -66,8 +68,8 @@ typedef struct evs_pg_options {
 	                                   closed and the call fails with
 	                                   EVS_ETIMEOUT; 0: 60000 */
 	size_t read_buffer_bytes; /**< bytes of events a streaming read
-	                               holds beyond the one being handed
-	                               out; 0: 1 MiB */
+	                               gathers before handing them out (it
+	                               may hold one event more); 0: 1 MiB */
 	evs_log_cb log;    /**< server notices and warnings; NULL: dropped */
 	void *log_payload; /**< passed to @p log */
 } evs_pg_options;
@@ -86,7 +88,7 @@ typedef struct evs_pg_options {
  *
  * Every connection forces what evstore's SQL relies on, whatever the
  * role, the database or PGOPTIONS say: client_encoding UTF8, READ
- * COMMITTED, array_nulls on, a search_path of pg_catalog only, generic
+ * COMMITTED, array_nulls on, a search_path of pg_catalog, pg_temp, generic
  * plans. TCP keepalives and tcp_user_timeout are on unless the conninfo
  * sets them. No call waits without a bound: connect_timeout_ms,
  * pool_timeout_ms and call_timeout_ms (see evs_pg_options). The server's
@@ -106,9 +108,9 @@ typedef struct evs_pg_options {
  * compare-and-set matches nothing (a conflict, a replay, a stream not
  * there yet), a second round trip calls the function, which reports the
  * true version or the idempotent replay. Reads page through a stream,
- * holding at most read_buffer_bytes of events besides the one being
- * handed out; a read callback that calls the store needs a second free
- * connection (pool_size 2 or more).
+ * holding at most read_buffer_bytes of events plus one; the callbacks
+ * run with no connection held and no statement open, so they may call
+ * the store, even with a pool of one.
  *
  * @param[out] out  yours: free with evs_store_free(); NULL on failure
  * @param conninfo  borrowed for the call (copied): a libpq conninfo string

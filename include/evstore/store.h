@@ -140,8 +140,7 @@ typedef int (*evs_event_cb)(const evs_event *event, void *payload);
  * @p from_version, oldest first, one callback per event, without holding
  * the whole stream in memory: a backend holds a bounded number of bytes
  * of events at a time (PostgreSQL: evs_pg_options.read_buffer_bytes). The
- * callback may call the store (on PostgreSQL that needs a second pooled
- * connection: the read may hold one while the callback runs).
+ * callback may call the store.
  * @param store         borrowed
  * @param aggregate_id  borrowed for the call
  * @param from_version  exclusive, as for evs_store_load()

@@ -164,6 +164,8 @@ int evs__pg_exec_conn(PGresult **out, PGconn *conn, const char *stmt,
 	*out = keep;
 	return 0;
 fail:
+	/* A reply may be half read: the caller drops the connection on
+	 * EVS_ETIMEOUT, and evs__pg_release drops one that is not idle. */
 	PQclear(keep);
 	return rc > 0 ? timed_out(err, what)
 	              : evs__pg_error(err, conn, NULL, what);
@@ -212,13 +214,18 @@ int evs__pg_rows_start(pg_backend *pb, pg_slot *slot, const char *stmt,
 	return 0;
 }
 
-/* Reads the results that follow the last row, up to the end. */
-static void drain(PGconn *conn, int64_t deadline)
+/* Reads the results that follow the last row, up to the end. Returns 0,
+ * or nonzero when the end did not come (deadline, broken connection):
+ * then the caller must not give the connection back as it is. */
+static int drain(PGconn *conn, int64_t deadline)
 {
 	PGresult *res;
+	int rc;
 
-	while (await(conn, deadline) == 0 && (res = PQgetResult(conn)) != NULL)
+	while ((rc = await(conn, deadline)) == 0 &&
+	       (res = PQgetResult(conn)) != NULL)
 		PQclear(res);
+	return rc;
 }
 
 int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
@@ -250,7 +257,14 @@ int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
 	case PGRES_TUPLES_OK:
 		/* The end: an empty result closes the rows. */
 		PQclear(res);
-		drain(conn, deadline);
+		if ((rc = drain(conn, deadline)) != 0) {
+			/* Rows complete, the reply not: never reuse it. */
+			if (rc > 0) {
+				evs__pg_rows_abandon(slot);
+				return timed_out(err, what);
+			}
+			return evs__pg_error(err, conn, NULL, what);
+		}
 		return 0;
 	default:
 		rc = evs__pg_error(err, conn, res, what);
@@ -258,7 +272,8 @@ int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
 		if (state != NULL)
 			snprintf(sqlstate, 6, "%s", state);
 		PQclear(res);
-		drain(conn, deadline);
+		if (drain(conn, deadline) != 0)
+			evs__pg_rows_abandon(slot);
 		return rc;
 	}
 }

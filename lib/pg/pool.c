@@ -13,6 +13,10 @@
 /* A connection given back this recently is not checked before reuse. */
 #define RECHECK_AFTER_MS 100
 
+#define CHECK_INTERVAL_SQL                                                \
+	"DO $$BEGIN SET client_connection_check_interval = 2000; "        \
+	"EXCEPTION WHEN OTHERS THEN NULL; END$$;"
+
 /* Server notices and warnings go to the log callback, never to stderr
  * (libpq's default). */
 static void on_notice(void *arg, const PGresult *res)
@@ -65,7 +69,8 @@ void evs__pg_drop(PGconn *conn)
 
 /* The connect timeout in force: a connect_timeout from the conninfo, a
  * service file or PGCONNECT_TIMEOUT (libpq's rules: whole seconds, at
- * least 2, 0 or less for none), else evstore's option; *ms 0: none.
+ * least 2), else evstore's option (also when that value is 0 or less,
+ * which libpq reads as "none": evstore never waits without a bound).
  * Returns 0, or EVS_ECONFIG for a value libpq itself would refuse (its
  * non-blocking connect does not check it, and a silent "none" would let
  * a connection attempt wait forever). */
@@ -92,8 +97,8 @@ static int connect_timeout_ms(unsigned int *ms, PGconn *conn,
 			rc = evs_error_set(err, EVS_ECONFIG, NULL,
 			                   "invalid connect_timeout value \"%s\" "
 			                   "(whole seconds)", v);
-		else
-			*ms = s <= 0 ? 0 : s < 2 ? 2000
+		else if (s > 0) /* 0 or less: libpq's "none"; evstore's stays */
+			*ms = s < 2 ? 2000
 			      : s > INT_MAX / 1000 ? INT_MAX
 			                           : (unsigned int)s * 1000;
 		break;
@@ -102,13 +107,131 @@ static int connect_timeout_ms(unsigned int *ms, PGconn *conn,
 	return rc;
 }
 
-/* Drives libpq's connection state machine under poll(), so that the
- * whole attempt (every host, TLS, authentication) fits in the timeout. */
-static int wait_connected(PGconn *conn, int64_t deadline)
+/* Entry i of a comma-separated list (libpq's host, hostaddr and port
+ * lists), copied to out; a one-entry list stands for every entry. Returns
+ * the number of entries. */
+static size_t list_entry(const char *list, size_t i, char *out,
+                         size_t size)
+{
+	size_t n = 1, k = 0, len;
+	const char *p, *start = list;
+
+	for (p = list; *p; p++)
+		n += *p == ',';
+	if (n == 1)
+		i = 0;
+	for (p = list; k < i && *p; p++)
+		if (*p == ',' && ++k == i)
+			start = p + 1;
+	len = strcspn(start, ",");
+	if (out != NULL)
+		snprintf(out, size, "%.*s", (int)(len < size ? len : size - 1),
+		         start);
+	return n;
+}
+
+/* The entries of a list from index `from` on ("" when it is empty or a
+ * one-entry list that stands for all). Yours: free(). */
+static char *list_tail(const char *list, size_t from)
+{
+	size_t n = list_entry(list, 0, NULL, 0), k = 0;
+	const char *p = list;
+
+	if (n == 1)
+		return strdup(list);
+	for (; *p && k < from; p++)
+		k += *p == ',';
+	return strdup(p);
+}
+
+/* libpq tries the hosts of a multi-host conninfo in turn, giving each
+ * connect_timeout, but only its blocking connect does so: its
+ * non-blocking one, which evstore drives to bound the wait, keeps
+ * waiting on a host that never answers. When a host's time is up and
+ * others follow it, evstore starts over from the next one. Returns a new
+ * connection attempt (the old one is dropped), or NULL when no host is
+ * left (or memory ran out). */
+static PGconn *start_next_host(PGconn *conn, pg_backend *pb)
+{
+	PQconninfoOption *opts = PQconninfo(conn), *o;
+	const char *hosts = "", *addrs = "", *ports = "";
+	const char *cur_host = PQhost(conn), *cur_port = PQport(conn);
+	const char **keys = NULL, **vals = NULL;
+	char *tails[3] = {NULL, NULL, NULL}, h[256], pt[64];
+	size_t n, i, from, k = 0, count = 0;
+	PGconn *next = NULL;
+
+	for (o = opts; o != NULL && o->keyword != NULL; o++) {
+		count++;
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			hosts = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			addrs = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			ports = o->val;
+	}
+	n = list_entry(hosts[0] ? hosts : addrs, 0, NULL, 0);
+	/* Which entry is being tried: the first whose host and port are
+	 * the current ones. */
+	for (from = 0; from < n; from++) {
+		list_entry(hosts[0] ? hosts : addrs, from, h, sizeof(h));
+		list_entry(ports, from, pt, sizeof(pt));
+		if (strcmp(h, cur_host ? cur_host : "") == 0 &&
+		    (ports[0] == '\0' || strcmp(pt, cur_port ? cur_port : "") == 0))
+			break;
+	}
+	from++;
+	if (opts == NULL || from >= n)
+		goto done;
+	tails[0] = list_tail(hosts, from);
+	tails[1] = list_tail(addrs, from);
+	tails[2] = list_tail(ports, from);
+	keys = calloc(count + 1, sizeof(*keys));
+	vals = calloc(count + 1, sizeof(*vals));
+	if (!tails[0] || !tails[1] || !tails[2] || !keys || !vals)
+		goto done;
+	for (o = opts; o->keyword != NULL; o++) {
+		const char *v = o->val;
+
+		if (strcmp(o->keyword, "host") == 0)
+			v = tails[0];
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			v = tails[1];
+		else if (strcmp(o->keyword, "port") == 0)
+			v = tails[2];
+		if (v == NULL || v[0] == '\0')
+			continue;
+		keys[k] = o->keyword;
+		vals[k++] = v;
+	}
+	next = PQconnectStartParams(keys, vals, 0);
+	if (next != NULL) {
+		PQsetNoticeReceiver(next, on_notice, pb);
+		PQsetErrorVerbosity(next, PQERRORS_VERBOSE);
+	}
+done:
+	free(keys);
+	free(vals);
+	for (i = 0; i < 3; i++)
+		free(tails[i]);
+	PQconninfoFree(opts);
+	return next;
+}
+
+/* Drives libpq's connection state machine under poll(), so that each
+ * host's attempt (connect, TLS, authentication) fits in the timeout.
+ * Returns 0 (connected), -1 (failed: *connp says why) or 1 (the last
+ * host's time ran out). */
+static int wait_connected(PGconn **connp, pg_backend *pb,
+                          unsigned int limit_ms)
 {
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int64_t deadline = evs__pg_deadline(limit_ms);
 
 	for (;;) {
+		PGconn *conn = *connp, *next;
 		struct pollfd p;
 		int timeout = -1, rc;
 
@@ -124,8 +247,18 @@ static int wait_connected(PGconn *conn, int64_t deadline)
 		if (deadline != 0) {
 			int64_t left = deadline - evs__pg_now_ms();
 
-			if (left <= 0)
-				return 1;
+			if (left <= 0) {
+				next = start_next_host(conn, pb);
+				if (next == NULL)
+					return 1;
+				evs__pg_drop(conn);
+				*connp = next;
+				if (PQstatus(next) == CONNECTION_BAD)
+					return -1;
+				st = PGRES_POLLING_WRITING;
+				deadline = evs__pg_deadline(limit_ms);
+				continue;
+			}
 			timeout = left > INT_MAX ? INT_MAX : (int)left;
 		}
 		rc = poll(&p, 1, timeout);
@@ -173,7 +306,7 @@ int evs__pg_connect(PGconn **out, pg_backend *pb, int prepare,
 		evs__pg_drop(conn);
 		return rc;
 	}
-	rc = wait_connected(conn, evs__pg_deadline(limit));
+	rc = wait_connected(&conn, pb, limit);
 	if (rc != 0) {
 		if (rc > 0)
 			rc = evs_error_set(err, EVS_EUNAVAILABLE, NULL,
@@ -191,11 +324,11 @@ int evs__pg_connect(PGconn **out, pg_backend *pb, int prepare,
 		return rc;
 	}
 	/* A statement still running when evstore gave up on it (and closed
-	 * the connection) is ended by the server within 2 s. */
+	 * the connection) is ended by the server within 2 s (PostgreSQL 14
+	 * and later, where the platform can tell; elsewhere the setting is
+	 * refused, and that is fine). */
 	sql = concat3(pb->session_sql,
-	              PQserverVersion(conn) >= 140000
-	                      ? "SET client_connection_check_interval = 2000;"
-	                      : "",
+	              PQserverVersion(conn) >= 140000 ? CHECK_INTERVAL_SQL : "",
 	              prepare ? pb->prepare_sql : "");
 	if (sql == NULL) {
 		evs__pg_drop(conn);
@@ -318,9 +451,9 @@ void evs__pg_release(pg_backend *pb, pg_slot *s)
 	size_t n = 0, i;
 
 	pthread_mutex_lock(&pb->lock);
-	/* A connection that broke or was dropped: the server has usually
-	 * restarted, or the network is gone, so the idle ones go too. */
-	if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
+	if (s->conn != NULL && PQstatus(s->conn) != CONNECTION_OK) {
+		/* A connection that broke: the server has usually restarted,
+		 * so the idle ones go too. */
 		drop[n++] = s->conn;
 		s->conn = NULL;
 		for (i = 0; i < pb->pool_size; i++) {
@@ -329,6 +462,13 @@ void evs__pg_release(pg_backend *pb, pg_slot *s)
 				pb->slots[i].conn = NULL;
 			}
 		}
+	} else if (s->conn != NULL &&
+	           PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+		/* A reply not read to its end (or a transaction left open):
+		 * this connection cannot serve the next call. (One dropped on
+		 * purpose, conn NULL, says nothing about the others.) */
+		drop[n++] = s->conn;
+		s->conn = NULL;
 	}
 	s->busy = 0;
 	s->released_ms = evs__pg_coarse_ms();

@@ -1,11 +1,14 @@
 /* Reads: one paging loop, for one stream (by version) and for the fenced
  * feed of all streams (by order key and position). Rows arrive one at a
- * time (single-row mode) and are gathered until the page ends or they
- * hold read_buffer_bytes: so a read holds at most that budget plus the
- * event being handed out, however large the events. When a page ends
- * within the budget, the connection goes back to the pool before the
- * callbacks run; past it, the gathered events are handed out while the
- * rest of the page waits on the connection. */
+ * time (single-row mode) and are gathered until the page ends; the
+ * connection then goes back to the pool and the events are handed out,
+ * so a callback never runs while a statement is open on the server (no
+ * statement_timeout can hit a slow consumer, and no server snapshot waits
+ * on it). A page that reaches read_buffer_bytes before its end is cut
+ * there: its connection is closed (the rest of the reply cannot be left
+ * on it), what it gathered is handed out, and the read goes on with pages
+ * sized to the events seen so far. So a read holds at most
+ * read_buffer_bytes plus one event, however large the events. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,30 +16,33 @@
 #include "event_int.h"
 #include "pg_int.h"
 
-/* Rows per page: one statement's worth. */
+/* Rows per page at most: one statement's worth. */
 #define PAGE_ROWS 1000
 
 /* Where a read is, and how to ask for its next page. */
 typedef struct cursor {
 	const char *stmt;  /* PG_READ or PG_READ_ALL */
 	const char *what;  /* for messages */
-	/* Fills params (texts in buf) for a page of up to `rows` rows;
-	 * returns the number of params. */
-	int (*params)(struct cursor *c, const char **params, int64_t rows);
+	/* Fills params (texts in buf) for a page of `rows` rows at most,
+	 * and says with *extra whether it asked for one row more (to know
+	 * whether another page follows); returns the number of params. */
+	int (*params)(struct cursor *c, const char **params, int64_t rows,
+	              int *extra);
+	/* Whether another page may follow a complete one of `rows` rows
+	 * out of `want` (extra_seen: the row asked for beyond them came). */
+	int (*more)(const struct cursor *c, int64_t rows, int64_t want,
+	            int extra_seen);
 	/* Moves past an event handed out. */
 	void (*advance)(struct cursor *c, const evs_event *ev);
-	/* Called on the page's slot before the page, at most once per page
-	 * (NULL: nothing to do). */
+	/* Called on the page's slot before the page (NULL: nothing). */
 	int (*before_page)(struct cursor *c, pg_backend *pb, pg_slot *slot,
 	                   evs_error *err);
 	size_t left;       /* events still wanted (SIZE_MAX: all) */
-	int more_by_extra; /* a page asks one row more, to know if another
-	                      page follows; else a short page is the end */
 	char buf[4][24];
+	int pages;         /* pages asked for so far */
 	/* one stream */
 	const char *id;
-	int64_t after, upto;
-	int pages;
+	int64_t after, upto; /* upto: its version when page 2 began */
 	/* all streams */
 	evs_position at;
 } cursor;
@@ -111,15 +117,17 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
                       void *payload, evs_error *err)
 {
 	gathered g = {NULL, 0, 0, 0};
+	int64_t page_rows = PAGE_ROWS;
+	size_t seen_bytes = 0, seen_events = 0;
 	int rc = 0;
 
 	while (c->left > 0) {
-		int64_t want = c->left < PAGE_ROWS ? (int64_t)c->left
-		                                   : PAGE_ROWS;
+		int64_t want = c->left < (size_t)page_rows ? (int64_t)c->left
+		                                           : page_rows;
 		int64_t deadline, rows = 0;
 		const char *params[4];
 		char state[6];
-		int n_params, more = 0;
+		int n_params, extra = 0, extra_seen = 0, cut = 0;
 		pg_slot *slot;
 
 		if ((rc = evs__pg_acquire(&slot, pb, err)) < 0)
@@ -129,7 +137,8 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 			evs__pg_release(pb, slot);
 			break;
 		}
-		n_params = c->params(c, params, want + c->more_by_extra);
+		c->pages++;
+		n_params = c->params(c, params, want, &extra);
 		deadline = evs__pg_deadline(pb->call_timeout_ms);
 		rc = evs__pg_rows_start(pb, slot, c->stmt, n_params, params,
 		                        deadline, c->what, err);
@@ -149,9 +158,9 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 			if (rc < 0 || row == NULL)
 				break;
 			if (rows == want) {
-				/* The extra row: another page follows. */
+				/* The row beyond the page: another follows. */
 				PQclear(row);
-				more = 1;
+				extra_seen = 1;
 				continue;
 			}
 			rows++;
@@ -173,27 +182,36 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 			}
 			g.ev[g.n++] = ev;
 			g.bytes += event_bytes(ev);
-			if (g.bytes >= pb->read_buffer_bytes) {
-				/* Over the budget: hand out now, the rest of
-				 * the page waiting on the connection. */
-				rc = hand_out(&g, c, cb, payload);
-				deadline = evs__pg_deadline(pb->call_timeout_ms);
+			if (g.bytes >= pb->read_buffer_bytes && rows < want) {
+				cut = 1;
+				break;
 			}
 		}
-		if (rc != 0 && slot->conn != NULL &&
+		if (slot->conn != NULL &&
 		    PQtransactionStatus(slot->conn) == PQTRANS_ACTIVE)
-			/* Stopped inside a page: the rest of its reply cannot
-			 * be left on the connection. */
+			/* Cut, or stopped by an error, inside a page: the
+			 * rest of its reply cannot be left on the
+			 * connection. */
 			evs__pg_rows_abandon(slot);
 		evs__pg_release(pb, slot);
 		if (rc != 0)
 			break;
+		seen_bytes += g.bytes;
+		seen_events += g.n;
 		rc = hand_out(&g, c, cb, payload);
 		if (rc != 0)
 			break;
 		c->left -= (size_t)rows;
-		if (c->more_by_extra ? !more : rows < want)
+		if (!cut && !c->more(c, rows, want, extra_seen))
 			break;
+		/* The next page: as many of the events seen so far as fit
+		 * the budget (at least one). */
+		page_rows = (int64_t)(pb->read_buffer_bytes /
+		                      (seen_bytes / seen_events + 1));
+		if (page_rows > PAGE_ROWS)
+			page_rows = PAGE_ROWS;
+		if (page_rows < 1)
+			page_rows = 1;
 	}
 	discard(&g);
 	free(g.ev);
@@ -202,16 +220,30 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 
 /* ---- one stream ------------------------------------------------------------ */
 
-static int stream_params(cursor *c, const char **params, int64_t rows)
+static int stream_params(cursor *c, const char **params, int64_t rows,
+                         int *extra)
 {
+	/* The first page asks one row more: whether another page follows
+	 * is then known without a query. Later pages know where the stream
+	 * ended (upto). */
+	*extra = c->upto == INT64_MAX;
 	snprintf(c->buf[0], sizeof(c->buf[0]), "%lld", (long long)c->after);
 	snprintf(c->buf[1], sizeof(c->buf[1]), "%lld", (long long)c->upto);
-	snprintf(c->buf[2], sizeof(c->buf[2]), "%lld", (long long)rows);
+	snprintf(c->buf[2], sizeof(c->buf[2]), "%lld",
+	         (long long)rows + *extra);
 	params[0] = c->id;
 	params[1] = c->buf[0];
 	params[2] = c->buf[1];
 	params[3] = c->buf[2];
 	return 4;
+}
+
+static int stream_more(const cursor *c, int64_t rows, int64_t want,
+                       int extra_seen)
+{
+	(void)rows;
+	(void)want;
+	return c->upto == INT64_MAX ? extra_seen : c->after < c->upto;
 }
 
 static void stream_advance(cursor *c, const evs_event *ev)
@@ -226,7 +258,7 @@ static int stream_before_page(cursor *c, pg_backend *pb, pg_slot *slot,
 {
 	int rc;
 
-	if (c->pages++ == 0 || c->upto != INT64_MAX)
+	if (c->pages == 0 || c->upto != INT64_MAX)
 		return 0;
 	rc = evs__pg_head_on(&c->upto, pb, slot, c->id,
 	                     evs__pg_deadline(pb->call_timeout_ms), err);
@@ -242,10 +274,10 @@ int evs__pg_read(evs_backend *be, const char *id, int64_t after,
 	c.stmt = PG_READ;
 	c.what = "could not read events";
 	c.params = stream_params;
+	c.more = stream_more;
 	c.advance = stream_advance;
 	c.before_page = stream_before_page;
 	c.left = SIZE_MAX;
-	c.more_by_extra = 1;
 	c.id = id;
 	c.after = after;
 	c.upto = INT64_MAX;
@@ -254,8 +286,10 @@ int evs__pg_read(evs_backend *be, const char *id, int64_t after,
 
 /* ---- all streams ----------------------------------------------------------- */
 
-static int all_params(cursor *c, const char **params, int64_t rows)
+static int all_params(cursor *c, const char **params, int64_t rows,
+                      int *extra)
 {
+	*extra = 0;
 	snprintf(c->buf[0], sizeof(c->buf[0]), "%llu",
 	         (unsigned long long)c->at.commit);
 	snprintf(c->buf[1], sizeof(c->buf[1]), "%lld",
@@ -265,6 +299,16 @@ static int all_params(cursor *c, const char **params, int64_t rows)
 	params[1] = c->buf[1];
 	params[2] = c->buf[2];
 	return 3;
+}
+
+/* The feed can grow between pages: a full page means "ask again", a
+ * short one that nothing more is visible now. */
+static int all_more(const cursor *c, int64_t rows, int64_t want,
+                    int extra_seen)
+{
+	(void)c;
+	(void)extra_seen;
+	return rows == want;
 }
 
 static void all_advance(cursor *c, const evs_event *ev)
@@ -282,11 +326,9 @@ int evs__pg_read_all(evs_backend *be, const evs_position *after,
 	c.stmt = PG_READ_ALL;
 	c.what = "could not read all events";
 	c.params = all_params;
+	c.more = all_more;
 	c.advance = all_advance;
 	c.left = max_events ? max_events : SIZE_MAX;
-	/* The feed can grow between pages: a full page means "ask again",
-	 * a short one that nothing more is visible now. */
-	c.more_by_extra = 0;
 	c.at = *after;
 	return read_pages((pg_backend *)be, &c, cb, payload, err);
 }

@@ -35,8 +35,8 @@ static void first_line(char *out, size_t size, const char *msg);
 
 /* The SQLSTATE in a verbose error text ("FATAL:  3D000: database ..."):
  * the first five upper-case letters or digits between ":  " and ": ".
- * Copies it to out (6 bytes) and returns 1, or returns 0. */
-static int sqlstate_in_text(char out[6], const char *msg)
+ * Copies it to out (6 bytes) and returns the text after it, or NULL. */
+static const char *sqlstate_in_text(char out[6], const char *msg)
 {
 	const char *p;
 	int i;
@@ -51,10 +51,10 @@ static int sqlstate_in_text(char out[6], const char *msg)
 		if (i == 5 && c[5] == ':' && c[6] == ' ') {
 			memcpy(out, c, 5);
 			out[5] = '\0';
-			return 1;
+			return c + 7;
 		}
 	}
-	return 0;
+	return NULL;
 }
 
 /* Client-side refusals of the settings, which carry no SQLSTATE (libpq's
@@ -76,17 +76,22 @@ static const char *const config_texts[] = {
 	"invalid SSL protocol version range",
 	"channel binding required",
 	"channel binding is required",
+	"could not open certificate file",
+	"could not load private key file",
+	"could not read root certificate file",
+	"certificate present, but not private key",
+	"has group or world access",  /* a private key file's mode */
 };
 
 int evs__pg_connect_error(evs_error *err, PGconn *conn)
 {
 	const char *msg = conn != NULL ? PQerrorMessage(conn) : "";
 	char state[6] = "", line[512];
-	const char *text;
+	const char *text = sqlstate_in_text(state, msg);
 	int code = EVS_EUNAVAILABLE;
 	size_t i;
 
-	if (sqlstate_in_text(state, msg)) {
+	if (text != NULL) {
 		/* No such database (3D000) or role, or no pg_hba.conf entry
 		 * (28000), a wrong password (28P01), no CONNECT privilege
 		 * (42501): retrying will not help. */
@@ -104,14 +109,7 @@ int evs__pg_connect_error(evs_error *err, PGconn *conn)
 	}
 	/* "connection to server at ... failed: FATAL:  3D000: database
 	 * "x" does not exist": keep the part after the SQLSTATE. */
-	text = msg;
-	if (state[0] != '\0') {
-		const char *at = strstr(msg, state);
-
-		if (at != NULL)
-			text = at + 7;
-	}
-	first_line(line, sizeof(line), text);
+	first_line(line, sizeof(line), text != NULL ? text : msg);
 	if (line[0] == '\0')
 		snprintf(line, sizeof(line), "%s", "no reason given");
 	return evs_error_set(err, code, state[0] ? state : NULL,

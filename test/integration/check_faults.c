@@ -353,6 +353,7 @@ static const struct {
 	{0, "", NULL, 10000},                     /* the default */
 	{20000, "connect_timeout=2", NULL, 2000}, /* conninfo wins */
 	{20000, "", "2", 2000},                   /* PGCONNECT_TIMEOUT wins */
+	{1000, "connect_timeout=0", NULL, 1000},  /* libpq's "none": ours */
 };
 
 START_TEST(open_through_a_frozen_network_gives_up_in_time)
@@ -387,6 +388,34 @@ START_TEST(open_through_a_frozen_network_gives_up_in_time)
 	jobs_free(j, 1);
 	tcp_proxy_stop(p);
 	unsetenv("PGCONNECT_TIMEOUT");
+}
+END_TEST
+
+/* A conninfo of two hosts, the first behind a frozen network: each host
+ * gets the whole connect timeout, as with libpq, so the store opens on
+ * the second once the first one's time is up. */
+START_TEST(a_frozen_first_host_fails_over_to_the_next)
+{
+	evs_pg_options opts = options(1500, 0, 0);
+	tcp_proxy *p = start_proxy();
+	char target[512], dsn[2048], *dot;
+	open_result r;
+
+	server_address(target, sizeof(target));
+	dot = strstr(target, "/.s.PGSQL.");
+	ck_assert_msg(dot != NULL, "the test server is not on a socket: %s",
+	              target);
+	*dot = '\0';
+	snprintf(dsn, sizeof(dsn), "%s host=127.0.0.1,%s port=%d,%s "
+	         "application_name=%s", pg_test_dsn(), target,
+	         tcp_proxy_port(p), dot + strlen("/.s.PGSQL."), app_name());
+	tcp_proxy_set_mode(p, TCP_PROXY_FREEZE);
+	open_timed(&r, dsn, &opts);
+	ck_assert_msg(r.rc == 0, "open gave %d: %s", r.rc, r.message);
+	ck_assert_msg(r.ms >= 1350 && r.ms < 1500 + MARGIN_MS,
+	              "open took %lld ms, expected about 1500 (the first "
+	              "host's timeout, then the second)", (long long)r.ms);
+	tcp_proxy_stop(p);
 }
 END_TEST
 
@@ -986,6 +1015,7 @@ Suite *faults_suite(void)
 	tcase_set_timeout(tc, 100);
 	tcase_add_loop_test(tc, open_through_a_frozen_network_gives_up_in_time,
 	                    0, N_OF(frozen_opens));
+	tcase_add_test(tc, a_frozen_first_host_fails_over_to_the_next);
 	tcase_add_loop_test(
 		tc, calls_through_a_frozen_network_time_out_and_retry_replays,
 		0, N_OF(frozen_calls));

@@ -1,12 +1,16 @@
 /* Streaming reads hold a bounded number of bytes, however large the
  * events: a read of 120 events of 1 MB grows a process by less than
- * 16 MB, measured in a child of its own (getrusage). */
+ * 16 MB, measured in a child of its own (getrusage). Callbacks never run
+ * while a statement is open on the server, and a page cut at the budget
+ * costs only its own connection. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "integration/pg_test.h"
@@ -223,6 +227,184 @@ START_TEST(stopping_inside_a_page_of_large_events_leaves_the_store_usable)
 }
 END_TEST
 
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* n events of about `bytes` each in stream id, in one append. */
+static void store_events(evs_store *store, const char *id, int n,
+                         size_t bytes)
+{
+	evs_event **evs = calloc((size_t)n, sizeof(*evs));
+	char *data = malloc(bytes + 3);
+	int i;
+
+	ck_assert(evs != NULL && data != NULL);
+	data[0] = '"';
+	memset(data + 1, 'x', bytes);
+	data[bytes + 1] = '"';
+	data[bytes + 2] = '\0';
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(evs_event_new_json(&evs[i], "Mid", data, NULL,
+		                                    NULL), 0);
+	ck_assert_int_eq(evs_store_append(NULL, store, id, EVS_NO_VERSION, evs,
+	                                  (size_t)n, NULL), 0);
+	for (i = 0; i < n; i++)
+		evs_event_free(evs[i]);
+	free(evs);
+	free(data);
+}
+
+typedef struct {
+	long seen;
+	int64_t next;
+	int in_order;
+} slow_ctx;
+
+static int slow_cb(const evs_event *ev, void *payload)
+{
+	slow_ctx *c = payload;
+
+	if (evs_event_version(ev) != c->next)
+		c->in_order = 0;
+	c->next = evs_event_version(ev) + 1;
+	c->seen++;
+	sleep_ms(3);
+	return 0;
+}
+
+/* A consumer slower than the server's statement_timeout allows for the
+ * whole stream still reads it: no statement stays open while callbacks
+ * run (before, a page past the budget was handed out with its statement
+ * open, and a 1 s statement_timeout killed the read after 368 of 1,000
+ * events). */
+START_TEST(a_slow_consumer_is_not_cut_off_by_the_statement_timeout)
+{
+	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	slow_ctx c = {0, 0, 1};
+	char id[64];
+	int rc;
+
+	opts.schema = pg_test_schema();
+	opts.pool_size = 1;
+	opts.read_buffer_bytes = 64 * 1024;
+	opts.statement_timeout_ms = 1000;
+	ck_assert_int_eq(evs_store_open_pg(&store, pg_test_dsn(), &opts, &err),
+	                 0);
+	snprintf(id, sizeof(id), "slow-%ld", (long)getpid());
+	store_events(store, id, 1000, 4096);
+	rc = evs_store_foreach(store, id, EVS_NO_VERSION, slow_cb, &c, &err);
+	ck_assert_msg(rc == 0, "foreach: %d %s", rc,
+	              err.message ? err.message : "");
+	ck_assert_int_eq(c.seen, 1000);
+	ck_assert(c.in_order);
+	evs_store_free(store);
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* The backend pids of the sessions evstore opened (application_name
+ * "evstore"), other than the given connection's. */
+static int evstore_backends(PGconn *conn, int *pids, int max)
+{
+	PGresult *res = PQexec(conn, "SELECT pid FROM pg_stat_activity "
+	                             "WHERE application_name = 'evstore' "
+	                             "AND pid <> pg_backend_pid() "
+	                             "ORDER BY pid");
+	int n = 0, i;
+
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	for (i = 0; i < PQntuples(res) && n < max; i++)
+		pids[n++] = atoi(PQgetvalue(res, i, 0));
+	PQclear(res);
+	return n;
+}
+
+typedef struct {
+	evs_store *store;
+	const char *id;
+	int rc;
+} append_job;
+
+static void *append_waiting(void *arg)
+{
+	append_job *j = arg;
+	evs_event *ev = NULL;
+
+	/* No ck_assert off the test's thread: the result says it all. */
+	j->rc = evs_event_new_json(&ev, "T", "{}", NULL, NULL);
+	if (j->rc == 0)
+		j->rc = evs_store_append(NULL, j->store, j->id,
+		                         EVS_ANY_VERSION, &ev, 1, NULL);
+	evs_event_free(ev);
+	return NULL;
+}
+
+/* A page cut at the budget closes its own connection only: the pool's
+ * other, idle connections stay (before, every idle one was closed, and
+ * the next calls all reconnected). */
+START_TEST(a_page_cut_at_the_budget_leaves_the_other_connections)
+{
+	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	PGconn *watch = pg_test_connect(), *lock = pg_test_connect();
+	int before[8], after[8], nb, na, i, j, kept = 0;
+	char id[64], lock_id[64], sql[256];
+	append_job job;
+	pthread_t th;
+	count_ctx c = {NULL, 0, 0};
+	int64_t v;
+
+	opts.schema = pg_test_schema();
+	opts.pool_size = 2;
+	opts.read_buffer_bytes = 16 * 1024;
+	ck_assert_int_eq(evs_store_open_pg(&store, pg_test_dsn(), &opts, &err),
+	                 0);
+	snprintf(id, sizeof(id), "cut-%ld", (long)getpid());
+	snprintf(lock_id, sizeof(lock_id), "cut-lock-%ld", (long)getpid());
+	store_events(store, id, 200, 4096);
+	store_events(store, lock_id, 1, 10);
+	/* Two connections in the pool: one waits on a row lock while the
+	 * other serves a call. */
+	snprintf(sql, sizeof(sql), "BEGIN; UPDATE \"%s\".streams SET version "
+	         "= version WHERE stream_id = '%s'", pg_test_schema(), lock_id);
+	pg_test_exec(lock, sql);
+	job.store = store;
+	job.id = lock_id;
+	job.rc = -100;
+	ck_assert_int_eq(pthread_create(&th, NULL, append_waiting, &job), 0);
+	for (i = 0; i < 500 && evstore_backends(watch, before, 8) < 2; i++)
+		sleep_ms(10);
+	ck_assert_int_eq(evs_store_current_version(&v, store, id, &err), 0);
+	pg_test_exec(lock, "COMMIT");
+	pthread_join(th, NULL);
+	ck_assert_int_eq(job.rc, 0);
+	nb = evstore_backends(watch, before, 8);
+	ck_assert_int_eq(nb, 2);
+	/* A read of 200 events of 4 KB with a 16 KB budget: its first page
+	 * is cut (its connection closed); the rest go on the other one. */
+	ck_assert_int_eq(evs_store_foreach(store, id, EVS_NO_VERSION,
+	                                   count_big, &c, &err), 0);
+	ck_assert_int_eq(c.events, 200);
+	na = evstore_backends(watch, after, 8);
+	for (i = 0; i < nb; i++)
+		for (j = 0; j < na; j++)
+			kept += before[i] == after[j];
+	ck_assert_msg(kept == 1, "%d of the pool's 2 connections are left "
+	              "(want 1: the cut page's own is closed)", kept);
+	evs_store_free(store);
+	PQfinish(watch);
+	PQfinish(lock);
+	evs_error_clear(&err);
+}
+END_TEST
+
 Suite *reads_suite(void)
 {
 	Suite *s = suite_create("reads");
@@ -232,6 +414,8 @@ Suite *reads_suite(void)
 	tcase_add_test(tc, reads_of_large_events_hold_a_bounded_number_of_bytes);
 	tcase_add_test(tc,
 	               stopping_inside_a_page_of_large_events_leaves_the_store_usable);
+	tcase_add_test(tc, a_slow_consumer_is_not_cut_off_by_the_statement_timeout);
+	tcase_add_test(tc, a_page_cut_at_the_budget_leaves_the_other_connections);
 	suite_add_tcase(s, tc);
 	return s;
 }

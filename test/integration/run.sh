@@ -176,10 +176,33 @@ SQL
 feed="SELECT stream_id, version, event_id, transaction_id, global_position
       FROM \"$old\".events ORDER BY transaction_id, global_position"
 before=$(psql_as "$owner_dsn" -A -t -c "$feed")
+# Functions created later get EXECUTE for the application by default...
+psql_as "$owner_dsn" -c "ALTER DEFAULT PRIVILEGES IN SCHEMA \"$old\"
+	GRANT EXECUTE ON FUNCTIONS TO \"$app\""
+# ... and 0002 run by another role than 0001's is refused, changing
+# nothing (its functions call each other as their owner).
+if psql_as "$admin_dsn" -v schema="$old" -f sql/0002_stream_order_key.sql \
+	>/dev/null 2>&1 ||
+	[ "$(psql_as "$owner_dsn" -A -t -c \
+		"SELECT max(version) FROM \"$old\".schema_version")" != 1 ]; then
+	echo "run.sh: 0002 applied by a role other than 0001's was not" \
+		"refused" >&2
+	exit 1
+fi
 for f in sql/[0-9][0-9][0-9][0-9]_*.sql; do
 	case $f in */0001_*) continue ;; esac
 	psql_as "$owner_dsn" -v schema="$old" -f "$f"
 done
+# The owner-only functions stayed owner-only, default privileges or not.
+leaked=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM pg_proc
+	WHERE pronamespace = '\"$old\"'::regnamespace
+	  AND proname IN ('import_events', 'append_mismatch')
+	  AND has_function_privilege('$app', oid, 'EXECUTE')")
+if [ "$leaked" != 0 ]; then
+	echo "run.sh: after 0002, $app may execute $leaked owner-only" \
+		"function(s)" >&2
+	exit 1
+fi
 after=$(psql_as "$owner_dsn" -A -t -c "$feed")
 keys=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM \"$old\".streams s
 	WHERE last_key IS DISTINCT FROM (SELECT max(transaction_id)
@@ -190,8 +213,8 @@ if [ "$before" != "$after" ] || [ "$(echo "$after" | wc -l)" != 100 ] ||
 		"their order, or left a wrong order key ($keys streams)" >&2
 	exit 1
 fi
-echo "== integration: a populated 0001 schema migrates; its 100 events keep" \
-	"their order"
+echo "== integration: a populated 0001 schema migrates (as its owner only);" \
+	"its 100 events keep their order; owner-only functions stay so"
 
 export EVS_TEST_PG_SCHEMA="$schema"
 export EVS_TEST_PG_FAST_DSN="$fast_dsn" EVS_TEST_PG_FAST_ROLE="$fast"
