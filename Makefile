@@ -273,13 +273,14 @@ check-install: all
 	@echo "check-install: install, pkg-config consumer, uninstall: ok"
 
 # check-unit, check-integration and check-cli again, built in build-asan/
-# with ASan and UBSan (the CLI checks without their valgrind part: a
-# sanitized binary does not run under valgrind).
+# with ASan and UBSan (the CLI checks without their valgrind part, which
+# a sanitized binary cannot run, nor their peak-memory check, which
+# AddressSanitizer's held-back memory would fail).
 asan: deps
 	@ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
 	 UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1} \
 	 CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-4} \
-	 EVS_CLI_VALGRIND=0 \
+	 EVS_CLI_VALGRIND=0 EVS_CLI_SANITIZED=1 \
 	 $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    check-unit check-integration check-cli
