@@ -59,6 +59,10 @@ SO_LDFLAGS  = -shared -Wl,-soname,$(SONAME) \
 
 BUILD   ?= build
 LIB_SRCS := $(wildcard lib/*.c lib/pg/*.c)
+# ar keeps one member per file name: two sources of one name would lose one.
+ifneq ($(words $(notdir $(LIB_SRCS))),$(words $(sort $(notdir $(LIB_SRCS)))))
+$(error lib/ and lib/pg/ hold two .c files of the same name)
+endif
 LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/lib/%.o)
 HEADERS  := $(wildcard include/evstore/*.h)
 

@@ -177,6 +177,10 @@ const char *evs_strerror(int code)
 		return "schema version mismatch";
 	case EVS_ECONFIG:
 		return "connection refused by configuration";
+	case EVS_ELEASE:
+		return "subscription lease lost";
+	case EVS_EREWOUND:
+		return "checkpoint beyond the store's log";
 	default:
 		return "unknown error";
 	}

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event_int.h"
+#include "memory_int.h"
 
 /* Events copied per lock hold by a read, and the bytes of JSON they may
  * hold (past it, a chunk ends after the event that crossed it). */
@@ -16,29 +16,6 @@ static size_t event_bytes(const evs_event *ev)
 {
 	return ev->data_len + ev->metadata_len;
 }
-
-typedef struct mem_stream {
-	char *id;
-	evs_event **events; /* events[v] is version v */
-	size_t count, cap;
-	/* Open-addressing index of event ids: slot holds version + 1, or 0
-	 * when empty; capacity is a power of two, at least twice count. */
-	int64_t *ids;
-	size_t ids_cap;
-} mem_stream;
-
-typedef struct mem_backend {
-	evs_backend base;
-	pthread_mutex_t lock;
-	mem_stream **table; /* open addressing; capacity is a power of two */
-	size_t table_cap, n_streams;
-	int64_t last_position;
-	uint64_t last_commit; /* one per append that stored events */
-	/* Every stored event in global order (borrowed from the streams):
-	 * appends hold the lock, so this is commit order too. */
-	evs_event **log;
-	size_t log_count, log_cap;
-} mem_backend;
 
 static uint64_t hash_str(const char *s)
 {
@@ -313,6 +290,7 @@ static int mem_append_ext(evs_append_result *out, evs_backend *be,
 	mb->last_position += (int64_t)n;
 	mb->last_commit++;
 	out->version = (int64_t)s->count - 1;
+	evs__mem_wake(mb);
 	rc = 0;
 	goto done;
 nomem:
@@ -395,7 +373,7 @@ drop_from:
 }
 
 /* Index of the first logged event after position `after`. */
-static size_t log_after(const mem_backend *mb, int64_t after)
+size_t evs__mem_log_after(const mem_backend *mb, int64_t after)
 {
 	size_t lo = 0, hi = mb->log_count;
 
@@ -431,7 +409,7 @@ static int mem_read_all(evs_backend *be, const evs_position *after,
 		if (first)
 			end = mb->log_count;
 		first = 0;
-		for (next = log_after(mb, last);
+		for (next = evs__mem_log_after(mb, last);
 		     next < end && n < READ_CHUNK && n < left &&
 		     bytes < READ_CHUNK_BYTES;
 		     next++) {
@@ -489,6 +467,7 @@ static void mem_free(evs_backend *be)
 		stream_free(mb->table[i]);
 	free(mb->table);
 	free(mb->log);
+	evs__mem_subs_free(mb);
 	pthread_mutex_destroy(&mb->lock);
 	free(mb);
 }
@@ -530,5 +509,8 @@ int evs_store_open_memory(evs_store **out, evs_error *err)
 		*out = NULL;
 	if ((rc = evs_backend_memory_new(&be, err)) < 0)
 		return rc;
-	return evs_store_new(out, be, err);
+	if ((rc = evs_store_new(out, be, err)) < 0)
+		return rc;
+	evs__store_set_sub_ops(*out, &evs__mem_sub_ops);
+	return 0;
 }

@@ -4,10 +4,27 @@
 #include <string.h>
 
 #include "event_int.h"
+#include "sub_int.h"
 
 struct evs_store {
 	evs_backend *be;
+	const evs__sub_ops *sub_ops; /* NULL: no subscriptions */
 };
+
+void evs__store_set_sub_ops(evs_store *store, const evs__sub_ops *ops)
+{
+	store->sub_ops = ops;
+}
+
+const evs__sub_ops *evs__store_sub_ops(const evs_store *store)
+{
+	return store->sub_ops;
+}
+
+evs_backend *evs__store_backend(const evs_store *store)
+{
+	return store->be;
+}
 
 int evs_store_new(evs_store **out, evs_backend *be, evs_error *err)
 {
@@ -46,6 +63,7 @@ int evs_store_new(evs_store **out, evs_backend *be, evs_error *err)
 		return evs__error_nomem(err);
 	}
 	store->be = be;
+	store->sub_ops = NULL;
 	*out = store;
 	return 0;
 }

@@ -26,10 +26,14 @@ typedef enum {
 	                            call's deadline (call_timeout_ms), ran out */
 	EVS_EDUPLICATE = -10,  /**< an event id is already used in the stream */
 	EVS_ESCHEMA = -11,     /**< database schema absent, older or newer */
-	EVS_ECONFIG = -12      /**< the server refused the connection settings
+	EVS_ECONFIG = -12,     /**< the server refused the connection settings
 	                            (no such database or role, authentication
 	                            failed, SSL required or refused): fix the
 	                            configuration; retrying will not help */
+	EVS_ELEASE = -13,      /**< a subscription's lease is held by, or was
+	                            taken over by, another instance */
+	EVS_EREWOUND = -14     /**< a subscription's checkpoint names an event
+	                            the store no longer has: it was rewound */
 } evs_code;
 
 /**

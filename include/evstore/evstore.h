@@ -28,6 +28,7 @@
 #include "pg.h"
 #include "repository.h"
 #include "store.h"
+#include "subscription.h"
 #include "version.h"
 
 #endif

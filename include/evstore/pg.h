@@ -15,7 +15,7 @@ extern "C" {
 #define EVS_PG_OPTIONS_VERSION 2
 
 /** The schema version (highest sql/ migration) this library works with. */
-#define EVS_PG_SCHEMA_VERSION 2
+#define EVS_PG_SCHEMA_VERSION 3
 
 /** Levels of the messages a log callback receives (PostgreSQL's). */
 #define EVS_LOG_DEBUG 0   /**< DEBUG1 to DEBUG5 */
@@ -72,11 +72,18 @@ typedef struct evs_pg_options {
 	                               may hold one event more); 0: 1 MiB */
 	evs_log_cb log;    /**< server notices and warnings; NULL: dropped */
 	void *log_payload; /**< passed to @p log */
+	unsigned int notify; /**< nonzero: every append that stores events
+	                          also NOTIFYs the schema's channel
+	                          ("evstore_" and the schema name), waking
+	                          subscriptions opened with EVS_WAKE_NOTIFY at
+	                          once. It costs writers: PostgreSQL commits
+	                          notifying transactions one at a time (README,
+	                          "Subscriptions"); 0: off */
 } evs_pg_options;
 
 /** Defaults for evs_pg_options. */
 #define EVS_PG_OPTIONS_INIT \
-	{EVS_PG_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL}
+	{EVS_PG_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0}
 
 /**
  * Opens a store on a PostgreSQL database whose schema was created by the

@@ -158,6 +158,29 @@ static int check_options(evs_pg_options *o, const evs_pg_options *given,
 	return 0;
 }
 
+/* The schema's NOTIFY channel: "evstore_" and the schema's name when that
+ * is plain (lower-case letters, digits, '_'), else "evstore_" and a hash
+ * of it; either way a valid identifier to quote in LISTEN. */
+static void channel_name(char *out, size_t size, const char *schema)
+{
+	const char *p;
+	uint64_t h = 1469598103934665603ull;
+
+	for (p = schema; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_'))
+			break;
+	if (*p == '\0' && strlen(schema) <= 50) {
+		snprintf(out, size, "evstore_%s", schema);
+		return;
+	}
+	for (p = schema; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 1099511628211ull;
+	}
+	snprintf(out, size, "evstore_%016llx", (unsigned long long)h);
+}
+
 /* A conninfo that libpq cannot parse is a configuration error, whatever
  * the network does. */
 static int check_conninfo(const char *conninfo, evs_error *err)
@@ -226,7 +249,9 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->schema = strdup(o.schema);
 	pb->session_sql = evs__pg_session_sql(o.statement_timeout_ms,
 	                                      o.lock_timeout_ms);
-	pb->prepare_sql = evs__pg_prepare_sql(o.schema);
+	channel_name(pb->channel, sizeof(pb->channel), o.schema);
+	pb->prepare_sql = evs__pg_prepare_sql(o.schema,
+	                                      o.notify ? pb->channel : NULL);
 	pb->slots = calloc(o.pool_size, sizeof(*pb->slots));
 	if (pb->conninfo == NULL || pb->schema == NULL ||
 	    pb->session_sql == NULL || pb->prepare_sql == NULL ||
@@ -254,7 +279,10 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 		goto fail;
 	pb->slots[0].conn = conn;
 	pb->slots[0].released_ms = evs__pg_coarse_ms();
-	return evs_store_new(out, &pb->base, err);
+	if ((rc = evs_store_new(out, &pb->base, err)) < 0)
+		return rc;
+	evs__store_set_sub_ops(*out, &evs__pg_sub_ops);
+	return 0;
 fail:
 	evs__pg_drop(conn);
 	pg_free(&pb->base);

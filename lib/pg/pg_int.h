@@ -5,6 +5,8 @@
  *   statements.c  the SQL evstore sends, in one place
  *   append.c      appends: one statement, or the schema's functions
  *   read.c        one paging loop for a stream and for all streams
+ *   subscription.c  leases, checkpoints, feeds and wake-ups of
+ *                 subscriptions (sub_int.h)
  *   sqlstate.c    server errors to evstore codes
  */
 #ifndef EVSTORE_PG_INT_H
@@ -15,6 +17,7 @@
 #include <stdatomic.h>
 
 #include "common_int.h"
+#include "sub_int.h"
 
 #define MAX_POOL_SIZE 1024
 
@@ -38,6 +41,7 @@ typedef struct pg_backend {
 	size_t read_buffer_bytes;
 	evs_log_cb log;
 	void *log_payload;
+	char channel[64]; /* the schema's NOTIFY channel */
 	size_t pool_size;
 	pthread_mutex_t lock;
 	pthread_cond_t freed;
@@ -54,6 +58,13 @@ typedef struct pg_backend {
 #define PG_READ_ALL "evs_read_all"     /* a page of the fenced feed */
 #define PG_HEAD "evs_head"             /* a stream's version */
 #define PG_FIND_IDS "evs_find_ids"     /* where an event id is stored */
+#define PG_FEED_ALL "evs_feed_all"     /* a subscription's page: all */
+#define PG_FEED_CATEGORY "evs_feed_category" /* ... one category */
+#define PG_FEED_TYPE "evs_feed_type"   /* ... one event type */
+#define PG_FENCE "evs_fence"           /* the feed's fence now */
+#define PG_SUB_CLAIM "evs_sub_claim"   /* subscription_claim() */
+#define PG_SUB_STORE "evs_sub_store"   /* subscription_store() */
+#define PG_SUB_RELEASE "evs_sub_release" /* subscription_release() */
 
 /* ---- statements.c ---------------------------------------------------------- */
 
@@ -62,8 +73,13 @@ typedef struct pg_backend {
 char *evs__pg_session_sql(unsigned int statement_timeout_ms,
                           unsigned int lock_timeout_ms);
 
-/* The PREPAREs of every statement above, schema-qualified. */
-char *evs__pg_prepare_sql(const char *schema);
+/* The PREPAREs of every statement above, schema-qualified; with a
+ * channel, appends notify it (evs_pg_options.notify). */
+char *evs__pg_prepare_sql(const char *schema, const char *channel);
+
+/* Queries of the subscription diagnostics (yours: free()). */
+char *evs__pg_feed_info_sql(const char *schema);
+char *evs__pg_sub_list_sql(const char *schema);
 
 /* "SELECT max(version) FROM <schema>.schema_version" and the like: the
  * text of the open-time probes, schema-qualified (yours: free()). */
@@ -152,6 +168,10 @@ int evs__pg_code(const char *sqlstate, int connection_bad);
  * authentication, SSL), else EVS_EUNAVAILABLE. Returns the code. */
 int evs__pg_connect_error(evs_error *err, PGconn *conn);
 
+/* ---- subscription.c ------------------------------------------------------------------ */
+
+extern const evs__sub_ops evs__pg_sub_ops;
+
 /* ---- append.c, read.c ------------------------------------------------------ */
 
 int evs__pg_append(int64_t *version_out, evs_backend *be, const char *id,
@@ -173,6 +193,15 @@ int evs__pg_head(int64_t *out, evs_backend *be, const char *id,
  * parameter. In a read by stream id, that id cannot name a stream there:
  * it has no events (a load is empty, the version EVS_ENOTFOUND). */
 #define PG_UNTRANSLATABLE "22P05"
+
+/* One page of a subscription's feed (sub.c): at most max events after
+ * `after`; *more 1 when another page may follow. types: the feed's types
+ * as a text[] literal (NULL: none, or the one type of a type feed). */
+struct evs__feed;
+int evs__pg_read_feed(pg_backend *pb, const struct evs__feed *feed,
+                      const char *types, const evs_position *after,
+                      size_t max, evs_backend_event_cb cb, void *payload,
+                      int *more, evs_error *err);
 
 /* The stream's version on an acquired slot (EVS_ENOTFOUND when none). */
 int evs__pg_head_on(int64_t *out, pg_backend *pb, pg_slot *slot,

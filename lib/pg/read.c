@@ -15,6 +15,7 @@
 
 #include "event_int.h"
 #include "pg_int.h"
+#include "sub_int.h"
 
 /* Rows per page at most: one statement's worth. */
 #define PAGE_ROWS 1000
@@ -38,7 +39,9 @@ typedef struct cursor {
 	int (*before_page)(struct cursor *c, pg_backend *pb, pg_slot *slot,
 	                   evs_error *err);
 	size_t left;       /* events still wanted (SIZE_MAX: all) */
-	char buf[4][24];
+	int single_page;   /* one page only; *more says if another follows */
+	int *more_out;
+	char buf[6][24];
 	int pages;         /* pages asked for so far */
 	/* one stream */
 	const char *id;
@@ -125,7 +128,7 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 		int64_t want = c->left < (size_t)page_rows ? (int64_t)c->left
 		                                           : page_rows;
 		int64_t deadline, rows = 0;
-		const char *params[4];
+		const char *params[7];
 		char state[6];
 		int n_params, extra = 0, extra_seen = 0, cut = 0;
 		pg_slot *slot;
@@ -202,6 +205,10 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 		if (rc != 0)
 			break;
 		c->left -= (size_t)rows;
+		if (c->single_page) {
+			*c->more_out = cut || c->more(c, rows, want, extra_seen);
+			break;
+		}
 		if (!cut && !c->more(c, rows, want, extra_seen))
 			break;
 		/* The next page: as many of the events seen so far as fit
@@ -331,6 +338,68 @@ int evs__pg_read_all(evs_backend *be, const evs_position *after,
 	c.left = max_events ? max_events : SIZE_MAX;
 	c.at = *after;
 	return read_pages((pg_backend *)be, &c, cb, payload, err);
+}
+
+/* ---- a subscription's feed ------------------------------------------------ */
+
+typedef struct feed_cursor {
+	cursor c;
+	const evs__feed *feed;
+	const char *types; /* a text[] literal, or NULL */
+} feed_cursor;
+
+static int feed_params(cursor *c, const char **params, int64_t rows,
+                       int *extra)
+{
+	feed_cursor *fc = (feed_cursor *)c;
+	const evs__feed *f = fc->feed;
+	int n = 0;
+
+	*extra = 0;
+	if (f->category != NULL)
+		params[n++] = f->category;
+	else if (f->n_types == 1)
+		params[n++] = f->types[0];
+	snprintf(c->buf[0], sizeof(c->buf[0]), "%llu",
+	         (unsigned long long)c->at.commit);
+	snprintf(c->buf[1], sizeof(c->buf[1]), "%lld",
+	         (long long)c->at.global);
+	snprintf(c->buf[2], sizeof(c->buf[2]), "%lld", (long long)rows);
+	snprintf(c->buf[3], sizeof(c->buf[3]), "%u", f->size);
+	snprintf(c->buf[4], sizeof(c->buf[4]), "%u", f->member);
+	params[n++] = c->buf[0];
+	params[n++] = c->buf[1];
+	params[n++] = c->buf[2];
+	params[n++] = c->buf[3];
+	params[n++] = c->buf[4];
+	if (f->category != NULL || f->n_types != 1)
+		params[n++] = fc->types;
+	return n;
+}
+
+int evs__pg_read_feed(pg_backend *pb, const evs__feed *feed,
+                      const char *types, const evs_position *after,
+                      size_t max, evs_backend_event_cb cb, void *payload,
+                      int *more, evs_error *err)
+{
+	feed_cursor fc;
+
+	memset(&fc, 0, sizeof(fc));
+	fc.feed = feed;
+	fc.types = types;
+	fc.c.stmt = feed->category != NULL ? PG_FEED_CATEGORY
+	            : feed->n_types == 1   ? PG_FEED_TYPE
+	                                   : PG_FEED_ALL;
+	fc.c.what = "could not read the subscription's feed";
+	fc.c.params = feed_params;
+	fc.c.more = all_more;
+	fc.c.advance = all_advance;
+	fc.c.left = max;
+	fc.c.single_page = 1;
+	fc.c.more_out = more;
+	fc.c.at = *after;
+	*more = 0;
+	return read_pages(pb, &fc.c, cb, payload, err);
 }
 
 /* ---- a stream's version ------------------------------------------------------ */

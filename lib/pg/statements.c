@@ -83,15 +83,45 @@ char *evs__pg_session_sql(unsigned int statement_timeout_ms,
 	              stmt, lock);
 }
 
-char *evs__pg_prepare_sql(const char *schema)
+/* The columns every read returns, as parse_row (read.c) takes them.
+ * recorded_at as microseconds since the epoch: exact, and no date
+ * parsing on our side. */
+#define ROW_COLUMNS                                                        \
+	"version, global_position, event_id, type, data, metadata, "      \
+	"(extract(epoch FROM recorded_at) * 1000000)::int8, "              \
+	"transaction_id, stream_id "
+
+/* Only rows below the oldest running transaction: a reader resuming
+ * after its checkpoint never skips a transaction that commits late (an
+ * order key is never below its writer's id), and a stream's events keep
+ * their version order (a stream's keys never go down). */
+#define FENCE "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+
+/* A consumer-group member's share: $k members, this is $m (1: all). The
+ * sign bit is masked: abs() overflows on INT64_MIN. */
+#define GROUP(k, m)                                                        \
+	"(" k " = 1 OR ((hashtextextended(stream_id, 0) & "                \
+	"9223372036854775807) %% " k ") = " m ")"
+
+char *evs__pg_prepare_sql(const char *schema, const char *channel)
 {
-	char *q = quote_ident(schema), *sql;
+	char *q = quote_ident(schema), *sql, notify[128] = "",
+	     notify_if[160] = "";
 
 	if (q == NULL)
 		return NULL;
+	/* With notifications on, every append that stored events tells the
+	 * schema's channel, in its own transaction (so at its commit). */
+	if (channel != NULL) {
+		snprintf(notify, sizeof(notify), ", pg_notify('%s', '')",
+		         channel);
+		snprintf(notify_if, sizeof(notify_if),
+		         ", CASE WHEN status = 0 THEN pg_notify('%s', '') END",
+		         channel);
+	}
 	sql = format(
 		"PREPARE " PG_APPEND "(text, int8, uuid[], text[], jsonb[], "
-		"jsonb[]) AS SELECT status, version FROM "
+		"jsonb[]) AS SELECT status, version%s FROM "
 		"%s.append_events($1, $2, $3, $4, $5, $6);"
 		/* An append at an exact version in one statement: the
 		 * UPDATE takes the stream's row lock and matches only at
@@ -110,40 +140,114 @@ char *evs__pg_prepare_sql(const char *schema)
 		"RETURNING version), e AS (INSERT INTO %s.events (stream_id, "
 		"version, event_id, type, data, metadata) SELECT $1, $2 + b.o, "
 		"b.id, b.t, b.d, b.m FROM s, unnest($3, $4, $5, $6) "
-		"WITH ORDINALITY AS b(id, t, d, m, o)) SELECT version FROM s;"
+		"WITH ORDINALITY AS b(id, t, d, m, o)) SELECT version%s FROM s;"
 		/* Recorded times come as ISO 8601 text in UTC
 		 * ("2024-05-01 12:34:56.123456+00"): exact, whatever the
 		 * session's DateStyle or TimeZone. */
 		"PREPARE " PG_IMPORT "(text, int8, uuid[], text[], jsonb[], "
-		"jsonb[], timestamptz[]) AS SELECT status, version FROM "
+		"jsonb[], timestamptz[]) AS SELECT status, version%s FROM "
 		"%s.import_events($1, $2, $3, $4, $5, $6, $7);"
-		/* recorded_at as microseconds since the epoch: exact, and
-		 * no date parsing on our side. */
 		"PREPARE " PG_READ "(text, int8, int8, int8) AS SELECT "
-		"version, global_position, event_id, type, data, metadata, "
-		"(extract(epoch FROM recorded_at) * 1000000)::int8, "
-		"transaction_id, stream_id "
-		"FROM %s.events WHERE stream_id = $1 AND version > $2 "
-		"AND version <= $3 ORDER BY version LIMIT $4;"
-		/* Only rows below the oldest running transaction, in
-		 * order-key order: a reader resuming after its checkpoint
-		 * never skips a transaction that commits late (the key is
-		 * never below its writer's id), and a stream's events keep
-		 * their version order (a stream's keys never go down). */
+		ROW_COLUMNS "FROM %s.events WHERE stream_id = $1 AND "
+		"version > $2 AND version <= $3 ORDER BY version LIMIT $4;"
 		"PREPARE " PG_READ_ALL "(xid8, int8, int8) AS SELECT "
-		"version, global_position, event_id, type, data, metadata, "
-		"(extract(epoch FROM recorded_at) * 1000000)::int8, "
-		"transaction_id, stream_id "
-		"FROM %s.events WHERE (transaction_id, global_position) > "
-		"($1, $2) AND transaction_id < "
-		"pg_snapshot_xmin(pg_current_snapshot()) "
+		ROW_COLUMNS "FROM %s.events WHERE (transaction_id, "
+		"global_position) > ($1, $2) AND " FENCE " "
 		"ORDER BY transaction_id, global_position LIMIT $3;"
+		/* The feeds of subscriptions. Each filtered one orders by its
+		 * filter first, then the feed's order: so a generic plan
+		 * walks that filter's index (sql/0003) and stops at LIMIT.
+		 * Several types: the feed's own index, filtered. */
+		"PREPARE " PG_FEED_ALL "(xid8, int8, int8, int4, int4, "
+		"text[]) AS SELECT " ROW_COLUMNS "FROM %s.events WHERE "
+		"(transaction_id, global_position) > ($1, $2) AND " FENCE
+		" AND ($6::text[] IS NULL OR type = ANY ($6)) AND "
+		GROUP("$4", "$5") " ORDER BY transaction_id, global_position "
+		"LIMIT $3;"
+		"PREPARE " PG_FEED_CATEGORY "(text, xid8, int8, int8, int4, "
+		"int4, text[]) AS SELECT " ROW_COLUMNS "FROM %s.events WHERE "
+		"split_part(stream_id, '-', 1) = $1 AND "
+		"(split_part(stream_id, '-', 1), transaction_id, "
+		"global_position) > ($1, $2, $3) AND " FENCE " AND "
+		"($7::text[] IS NULL OR type = ANY ($7)) AND "
+		GROUP("$5", "$6") " ORDER BY split_part(stream_id, '-', 1), "
+		"transaction_id, global_position LIMIT $4;"
+		"PREPARE " PG_FEED_TYPE "(text, xid8, int8, int8, int4, int4) "
+		"AS SELECT " ROW_COLUMNS "FROM %s.events WHERE type = $1 AND "
+		"(type, transaction_id, global_position) > ($1, $2, $3) AND "
+		FENCE " AND " GROUP("$5", "$6") " ORDER BY type, "
+		"transaction_id, global_position LIMIT $4;"
+		"PREPARE " PG_FENCE " AS SELECT "
+		"pg_snapshot_xmin(pg_current_snapshot());"
+		"PREPARE " PG_SUB_CLAIM "(text, int4, int4, jsonb, text, int4) "
+		"AS SELECT status, lease_epoch, commit_xid, position, "
+		"last_event_id, lease_left_ms FROM "
+		"%s.subscription_claim($1, $2, $3, $4, $5, $6);"
+		"PREPARE " PG_SUB_STORE "(text, int4, int8, xid8, int8, uuid) "
+		"AS SELECT %s.subscription_store($1, $2, $3, $4, $5, $6);"
+		"PREPARE " PG_SUB_RELEASE "(text, int4, int8) AS SELECT "
+		"%s.subscription_release($1, $2, $3);"
 		"PREPARE " PG_HEAD "(text) AS SELECT version FROM %s.streams "
 		"WHERE stream_id = $1;"
 		"PREPARE " PG_FIND_IDS "(text, uuid[]) AS SELECT event_id, "
 		"version FROM %s.events WHERE stream_id = $1 AND "
 		"event_id = ANY ($2) ORDER BY version LIMIT 1;",
-		q, q, q, q, q, q, q, q);
+		notify_if, q, q, q, notify, notify_if, q, q, q, q, q, q, q, q,
+		q, q, q);
+	free(q);
+	return sql;
+}
+
+/* What holds the feed back (evs_store_feed_info). $1: none. */
+char *evs__pg_feed_info_sql(const char *schema)
+{
+	char *q = quote_ident(schema), *sql;
+
+	if (q == NULL)
+		return NULL;
+	sql = format(
+		"WITH f AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) "
+		"AS fence), h AS (SELECT transaction_id, global_position FROM "
+		"%s.events ORDER BY transaction_id DESC, global_position DESC "
+		"LIMIT 1), a AS (SELECT pid, application_name, state, datname, "
+		"(extract(epoch FROM xact_start) * 1000000)::int8 AS started "
+		"FROM pg_stat_activity, f WHERE backend_xid = "
+		"f.fence::text::xid LIMIT 1), p AS (SELECT gid FROM "
+		"pg_prepared_xacts, f WHERE transaction = f.fence::text::xid "
+		"LIMIT 1) SELECT f.fence, h.transaction_id, h.global_position, "
+		"a.pid, a.application_name, a.state, a.datname, a.started, "
+		"p.gid FROM f LEFT JOIN h ON true LEFT JOIN a ON true "
+		"LEFT JOIN p ON true", q);
+	free(q);
+	return sql;
+}
+
+/* The stored subscriptions with their lag (evs_store_subscriptions). */
+char *evs__pg_sub_list_sql(const char *schema)
+{
+	char *q = quote_ident(schema), *sql;
+
+	if (q == NULL)
+		return NULL;
+	sql = format(
+		"SELECT s.name, s.member, s.group_size, s.filter::text, "
+		"coalesce(s.commit_xid, '0'), coalesce(s.position, 0), "
+		"CASE WHEN s.lease_until > clock_timestamp() THEN s.owner END, "
+		"CASE WHEN s.lease_until > clock_timestamp() THEN "
+		"(extract(epoch FROM s.lease_until) * 1000000)::int8 END, "
+		"s.lease_epoch, (extract(epoch FROM s.updated_at) * "
+		"1000000)::int8, (SELECT count(*) FROM %s.events e WHERE "
+		"(e.transaction_id, e.global_position) > "
+		"(coalesce(s.commit_xid, '0'), coalesce(s.position, 0)) AND "
+		"e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+		"AND (s.filter->>'category' IS NULL OR "
+		"split_part(e.stream_id, '-', 1) = s.filter->>'category') AND "
+		"(jsonb_typeof(s.filter->'types') IS DISTINCT FROM 'array' OR "
+		"e.type IN (SELECT jsonb_array_elements_text(s.filter->"
+		"'types'))) AND (s.group_size = 1 OR "
+		"((hashtextextended(e.stream_id, 0) & 9223372036854775807) %% "
+		"s.group_size) = s.member)) FROM %s.subscriptions s "
+		"ORDER BY s.name, s.member", q, q);
 	free(q);
 	return sql;
 }

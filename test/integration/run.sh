@@ -127,6 +127,12 @@ GRANT USAGE ON SCHEMA "$schema" TO "$role";
 GRANT SELECT ON ALL TABLES IN SCHEMA "$schema" TO "$role";
 GRANT EXECUTE ON FUNCTION "$schema".append_events(text, bigint, uuid[],
 	text[], jsonb[], jsonb[]) TO "$role";
+GRANT EXECUTE ON FUNCTION "$schema".subscription_claim(text, integer,
+	integer, jsonb, text, integer) TO "$role";
+GRANT EXECUTE ON FUNCTION "$schema".subscription_store(text, integer,
+	bigint, xid8, bigint, uuid) TO "$role";
+GRANT EXECUTE ON FUNCTION "$schema".subscription_release(text, integer,
+	bigint) TO "$role";
 SQL
 done
 for role in "$fast" "$hostile"; do

@@ -1,0 +1,55 @@
+/* The in-memory backend's state, shared by memory.c (streams, appends,
+ * reads) and memory_sub.c (subscriptions). Not exported. */
+#ifndef EVSTORE_MEMORY_INT_H
+#define EVSTORE_MEMORY_INT_H
+
+#include <pthread.h>
+
+#include "event_int.h"
+#include "sub_int.h"
+
+typedef struct mem_stream {
+	char *id;
+	evs_event **events; /* events[v] is version v */
+	size_t count, cap;
+	/* Open-addressing index of event ids: slot holds version + 1, or 0
+	 * when empty; capacity is a power of two, at least twice count. */
+	int64_t *ids;
+	size_t ids_cap;
+} mem_stream;
+
+struct mem_sub_row;
+struct evs__sub_state;
+
+typedef struct mem_backend {
+	evs_backend base;
+	pthread_mutex_t lock;
+	mem_stream **table; /* open addressing; capacity is a power of two */
+	size_t table_cap, n_streams;
+	int64_t last_position;
+	uint64_t last_commit; /* one per append that stored events */
+	/* Every stored event in global order (borrowed from the streams):
+	 * appends hold the lock, so this is commit order too. */
+	evs_event **log;
+	size_t log_count, log_cap;
+	/* Subscriptions (memory_sub.c): the stored ones, and the open ones
+	 * to wake after each append. */
+	struct mem_sub_row *subs;
+	size_t n_subs, subs_cap;
+	struct evs__sub_state **open_subs;
+	size_t n_open, open_cap;
+} mem_backend;
+
+/* Index of the first logged event after position `after`. Lock held. */
+size_t evs__mem_log_after(const mem_backend *mb, int64_t after);
+
+/* Wakes every open subscription; called with the lock held after an
+ * append stored events. */
+void evs__mem_wake(mem_backend *mb);
+
+/* Frees the stored subscriptions (the backend is being freed). */
+void evs__mem_subs_free(mem_backend *mb);
+
+extern const evs__sub_ops evs__mem_sub_ops;
+
+#endif
