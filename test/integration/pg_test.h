@@ -24,5 +24,6 @@ Suite *order_suite(void);    /* check_order.c: feed order, racing retries */
 Suite *settings_suite(void); /* check_settings.c: forced settings, notices */
 Suite *faults_suite(void);   /* check_faults.c: deadlines, refused logins */
 Suite *reads_suite(void);    /* check_reads.c: byte-bounded reads */
+Suite *subs_suite(void);     /* check_subs.c: subscriptions on PostgreSQL */
 
 #endif

@@ -62,6 +62,7 @@ int main(void)
 	srunner_add_suite(sr, settings_suite());
 	srunner_add_suite(sr, faults_suite());
 	srunner_add_suite(sr, reads_suite());
+	srunner_add_suite(sr, subs_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
