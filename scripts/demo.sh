@@ -6,11 +6,13 @@
 # 1. Makes sure the Debian packages are there (installs them when root,
 #    else prints the apt-get line and stops): the build tools, and the
 #    PostgreSQL server unless EVS_PG_DSN names a server to use.
-# 2. Builds the evstore tool and examples/bank_account.
+# 2. Builds the evstore tool, examples/bank_account and
+#    examples/projection.
 # 3. Starts a throwaway PostgreSQL (scripts/with-pg.sh) unless EVS_PG_DSN
-#    is set, runs `evstore migrate`, the example, and `evstore read` on
-#    the example's account; the throwaway server is then stopped and
-#    removed. EVS_PG_SCHEMA picks the schema (default evstore).
+#    is set, runs `evstore migrate`, the example, `evstore read` on the
+#    example's account, and examples/projection (a read model kept by a
+#    transactional subscription, catching up, then following live
+#    deposits); the throwaway server is then stopped and removed. EVS_PG_SCHEMA picks the schema (default evstore).
 #
 # Environment: EVS_PG_DSN, EVS_PG_SCHEMA, MAKE (default make), and those
 # of scripts/deps.sh and scripts/with-pg.sh.
@@ -48,6 +50,10 @@ if [ "${1:-}" = --inside ]; then
 	echo
 	indented "$evstore" read "$account" --format table
 	echo
+	say "running examples/projection: a read model kept by a subscription"
+	echo
+	indented "$build/examples/projection" --deposits 10
+	echo
 	exit 0
 fi
 
@@ -62,7 +68,7 @@ sh scripts/deps.sh build
 
 say "building the library, the evstore tool and the example"
 $make -s --no-print-directory "$build/tools/evstore" \
-	"$build/examples/bank_account"
+	"$build/examples/bank_account" "$build/examples/projection"
 
 if [ -n "${EVS_PG_DSN:-}" ]; then
 	say "using the PostgreSQL server at EVS_PG_DSN"
