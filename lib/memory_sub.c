@@ -143,6 +143,15 @@ static int mem_claim(evs__sub_state *st, evs__claim *out, evs_error *err)
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&mb->lock);
+	/* Every member of a name reads the same filter in the same group. */
+	for (i = 0; i < mb->n_subs; i++) {
+		if (strcmp(mb->subs[i].name, st->name) == 0 &&
+		    (mb->subs[i].size != st->feed->size ||
+		     strcmp(mb->subs[i].filter, st->feed->filter_json) != 0)) {
+			out->status = EVS__CLAIM_MISMATCH;
+			goto done;
+		}
+	}
 	row = find_row(mb, st->name, st->feed->member);
 	if (row == NULL) {
 		if (mb->n_subs == mb->subs_cap) {

@@ -624,11 +624,13 @@ int evs_sub_poll(evs_sub *sub, size_t max_events, evs_sub_handler handler,
 		                     sub == NULL ? "sub" : "handler");
 	if ((rc = prepare(sub, err)) < 0)
 		goto done;
+	/* Read off the wake-ups first, on standby too: a descriptor left
+	 * readable would make an event loop spin. */
+	sub->ops->drain(sub->st);
 	if (!sub->active) {
 		sub->next_poll_ms = sub->claim_at_ms;
 		return 0;
 	}
-	sub->ops->drain(sub->st);
 	for (;;) {
 		batch_clear(&sub->batch);
 		rc = sub->ops->read(sub->st, &sub->pos, sub->batch_max, collect,

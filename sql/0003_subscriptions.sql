@@ -102,7 +102,8 @@ CREATE TABLE subscriptions (
 --   0  claimed; lease_epoch is the fencing token to store with, and the
 --      checkpoint is returned (commit_xid NULL: none yet)
 --   1  another live owner holds it; lease_left_ms says for how long
---   2  the name exists with another filter or group size
+--   2  the name exists (for any member) with another filter or group
+--      size
 --   3  the stored checkpoint names an event this database does not have,
 --      or an order key it has not reached: the database was rewound
 -- A row lock and the server's clock: no session state, so it works
@@ -127,6 +128,16 @@ AS $fn$
 DECLARE
 	s subscriptions;
 BEGIN
+	-- Every member of a name reads the same filter in the same group:
+	-- claims of one name take turns (for this transaction only).
+	PERFORM pg_advisory_xact_lock(hashtextextended(p_name, 0));
+	IF EXISTS (SELECT 1 FROM subscriptions o
+	            WHERE o.name = p_name
+	              AND (o.group_size <> p_group_size
+	                   OR o.filter <> p_filter)) THEN
+		status := 2;
+		RETURN;
+	END IF;
 	INSERT INTO subscriptions (name, member, group_size, filter)
 	VALUES (p_name, p_member, p_group_size, p_filter)
 	ON CONFLICT (name, member) DO NOTHING;

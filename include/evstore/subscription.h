@@ -151,10 +151,10 @@ EVS_EXTERN(struct pg_conn *) evs_sub_batch_conn(evs_sub_batch *batch);
  * @param store     borrowed: must outlive the subscription
  * @param opts      borrowed for the call; NULL for the defaults
  * @param err       may be NULL; filled on failure
- * @return 0, EVS_EINVALID (options; a name stored with another filter or
- *         group size), EVS_EREWOUND, EVS_EUNSUPPORTED (a backend without
- *         subscriptions; EVS_SUB_TRANSACTIONAL or EVS_WAKE_NOTIFY where
- *         the backend has none), or a store error
+ * @return 0, EVS_EINVALID (options; a name stored, for any member, with
+ *         another filter or group size), EVS_EREWOUND, EVS_EUNSUPPORTED
+ *         (an options version this library does not know; a backend
+ *         without subscriptions), or a store error
  */
 EVS_EXTERN(int) evs_sub_open(evs_sub **out, evs_store *store,
                              const evs_sub_options *opts, evs_error *err);
