@@ -650,6 +650,9 @@ int evs_sub_poll(evs_sub *sub, size_t max_events, evs_sub_handler handler,
 		handled += sub->batch.n;
 		if (!more || (max_events > 0 && handled >= max_events))
 			break;
+		/* evs_sub_stop() is seen between batches. */
+		if (sub->stopped)
+			break;
 		/* A long catch-up keeps its lease. */
 		if (sub->name != NULL && now_ms() >= sub->renew_at_ms &&
 		    (rc = claim(sub, err)) < 0)

@@ -6,7 +6,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -228,6 +230,89 @@ int cli_parse_int(int64_t *out, const char *text, int64_t min, int64_t max)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+void cli_format_position(char out[CLI_POSITION_LEN], const evs_position *pos)
+{
+	snprintf(out, CLI_POSITION_LEN, "%llu:%lld",
+	         (unsigned long long)pos->commit, (long long)pos->global);
+}
+
+/* Only digits, at least one: strtoull would take a sign or spaces. */
+static int all_digits(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+int cli_parse_position(evs_position *out, const char *text)
+{
+	const char *colon = strchr(text, ':');
+	unsigned long long commit;
+	long long global;
+	char *end;
+
+	if (colon == NULL || !all_digits(text, (size_t)(colon - text)) ||
+	    !all_digits(colon + 1, strlen(colon + 1)))
+		return -1;
+	errno = 0;
+	commit = strtoull(text, &end, 10);
+	if (errno != 0 || end != colon)
+		return -1;
+	global = strtoll(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	out->commit = (uint64_t)commit;
+	out->global = (int64_t)global;
+	return 0;
+}
+
+size_t cli_text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+size_t cli_fit(const char *s, size_t width, int *cut)
+{
+	size_t w = 0, i = 0, keep;
+
+	*cut = 0;
+	if (cli_text_width(s) <= width)
+		return strlen(s);
+	*cut = 1;
+	if (width < 4)
+		return 0;
+	keep = width - 3;
+	while (s[i] != '\0') {
+		if (((unsigned char)s[i] & 0xc0) != 0x80) {
+			if (w == keep)
+				break;
+			w++;
+		}
+		i++;
+	}
+	return i;
+}
+
+size_t cli_term_width(void)
+{
+	struct winsize ws;
+
+	if (isatty(STDOUT_FILENO) &&
+	    ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return SIZE_MAX;
 }
 
 void cli_format_count(char *out, size_t size, int64_t n)

@@ -20,6 +20,35 @@ enum {
 #define CLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define CLI_PRINTF(f, a)
+/* ---- tail, subscriptions, the feed (tools/tail.c) ---- */
+
+/* The event types tail filters on, at most (the library's limit). */
+#define TAIL_MAX_TYPES 16
+
+/* What `evstore tail` was asked, checked. */
+typedef struct tail_opts {
+	const char *category;   /* NULL: every stream */
+	const char *types[TAIL_MAX_TYPES + 1]; /* NULL-terminated */
+	size_t n_types;
+	unsigned int start;     /* EVS_SUB_FROM_START, _END or _POSITION */
+	evs_position from;      /* with EVS_SUB_FROM_POSITION */
+	const char *name;       /* --subscription; NULL: none */
+	unsigned int member, group_size; /* --member M/K; 0/1 without */
+	int follow;
+	int64_t max;            /* 0: no limit */
+	int table;
+} tail_opts;
+
+/* Prints the feed as @p o says; an exit code. */
+int cmd_tail(const tail_opts *o, const cli_conn *conn);
+
+/* Lists the stored subscriptions, as a table or NDJSON; an exit code. */
+int cmd_subscriptions(int table, const cli_conn *conn);
+
+/* The feed lines of `evstore status`: head, fence, what holds it. An
+ * exit code. */
+int feed_status(const cli_conn *conn);
+
 #endif
 
 /* Where to connect: --dsn, else EVS_PG_DSN, else "" (libpq's PG*
@@ -73,6 +102,27 @@ char *cli_quote_ident(const char *s);
 
 /* Parses a whole decimal integer within [min, max]; 0 or -1. */
 int cli_parse_int(int64_t *out, const char *text, int64_t min, int64_t max);
+
+/* A place in the feed as "COMMIT:GLOBAL", the two numbers of an
+ * evs_position ("761:7507"): what tail's --from takes and its table
+ * shows. */
+#define CLI_POSITION_LEN 48
+void cli_format_position(char out[CLI_POSITION_LEN], const evs_position *pos);
+
+/* Parses "COMMIT:GLOBAL" (decimal digits only, GLOBAL at most INT64_MAX);
+ * 0 or -1. */
+int cli_parse_position(evs_position *out, const char *text);
+
+/* Display width of UTF-8 text, one column per character. */
+size_t cli_text_width(const char *s);
+
+/* How many bytes of @p s to print in at most @p width columns; *cut is
+ * set when "..." must follow them (the width counts it). */
+size_t cli_fit(const char *s, size_t width, int *cut);
+
+/* Columns of the terminal on standard output; SIZE_MAX when it is not
+ * one. */
+size_t cli_term_width(void);
 
 /* 1234567 as "1,234,567". */
 void cli_format_count(char *out, size_t size, int64_t n);
@@ -135,5 +185,34 @@ int cmd_export(int n_streams, char **streams, const cli_conn *conn);
  * store stamp them. */
 int cmd_import(int jobs, int server_time, const char *file,
                const cli_conn *conn);
+
+/* ---- tail, subscriptions, the feed (tools/tail.c) ---- */
+
+/* The event types tail filters on, at most (the library's limit). */
+#define TAIL_MAX_TYPES 16
+
+/* What `evstore tail` was asked, checked. */
+typedef struct tail_opts {
+	const char *category;   /* NULL: every stream */
+	const char *types[TAIL_MAX_TYPES + 1]; /* NULL-terminated */
+	size_t n_types;
+	unsigned int start;     /* EVS_SUB_FROM_START, _END or _POSITION */
+	evs_position from;      /* with EVS_SUB_FROM_POSITION */
+	const char *name;       /* --subscription; NULL: none */
+	unsigned int member, group_size; /* --member M/K; 0/1 without */
+	int follow;
+	int64_t max;            /* 0: no limit */
+	int table;
+} tail_opts;
+
+/* Prints the feed as @p o says; an exit code. */
+int cmd_tail(const tail_opts *o, const cli_conn *conn);
+
+/* Lists the stored subscriptions, as a table or NDJSON; an exit code. */
+int cmd_subscriptions(int table, const cli_conn *conn);
+
+/* The feed lines of `evstore status`: head, fence, what holds it. An
+ * exit code. */
+int feed_status(const cli_conn *conn);
 
 #endif

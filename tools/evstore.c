@@ -1,7 +1,8 @@
 /* tools/evstore.c: the evstore command's main: the command table, the
  * option parsing the subcommands share, and the small subcommands
  * (migrate, status, append, read). export and import are in export.c and
- * import.c, the shared helpers in cli.c. Only the migration runner
+ * import.c, tail and subscriptions in tail.c (their options are parsed
+ * here), the shared helpers in cli.c. Only the migration runner
  * (migrate.c) talks to libpq; the rest uses the public evstore API, as
  * any application would. */
 #define _GNU_SOURCE /* getopt_long */
@@ -9,7 +10,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -52,6 +52,14 @@ static int common_option(int c, const char *cmd, const char *help,
 		return cli_usage(cmd, "option %s needs a value",
 		                 argv[optind - 1]);
 	case '?':
+		/* "--follow=yes": getopt names the option by its value,
+		 * which is no option's letter. */
+		if (optopt != 0 && strncmp(argv[optind - 1], "--", 2) == 0 &&
+		    strchr(argv[optind - 1], '=') != NULL)
+			return cli_usage(cmd, "option %.*s takes no value",
+			                 (int)(strchr(argv[optind - 1], '=') -
+			                       argv[optind - 1]),
+			                 argv[optind - 1]);
 		if (optopt != 0 && optopt < 0x100)
 			return cli_usage(cmd, "unknown option -%c", optopt);
 		return cli_usage(cmd, "unknown option %s", argv[optind - 1]);
@@ -129,10 +137,19 @@ static const char status_help[] =
 	"\n"
 	"Shows the schema's version and pending migrations, the number of "
 	"streams and\n"
-	"events, and when the newest event was recorded. Exits 0 when the "
-	"schema is\n"
-	"ready for this evstore, 1 otherwise (missing, pending migrations, "
-	"or newer).\n"
+	"events, and when the newest event was recorded. When the schema is "
+	"up to date,\n"
+	"also the feed of all events: its head (the newest event's "
+	"COMMIT:GLOBAL\n"
+	"position), its fence (the order key from which events are not "
+	"readable yet,\n"
+	"because an older transaction is still open) and what holds the "
+	"fence: a\n"
+	"session's pid, application, state and how long its transaction has "
+	"been open,\n"
+	"or a prepared transaction. Exits 0 when the schema is ready for this "
+	"evstore,\n"
+	"1 otherwise (missing, pending migrations, or newer).\n"
 	"\n"
 	CONN_HELP;
 
@@ -189,7 +206,7 @@ static int cmd_status(int argc, char **argv, cli_conn *conn)
 		                "than the %zu this evstore (%s) knows: upgrade "
 		                "evstore", conn->schema, st.version, mig_count,
 		                evs_version());
-	return EXIT_OK;
+	return feed_status(conn);
 }
 
 /* ---- append ------------------------------------------------------------- */
@@ -379,61 +396,31 @@ static int read_one(const evs_event *ev, void *payload)
 	return ctx->limit >= 0 && ctx->count >= ctx->limit ? 1 : 0;
 }
 
-/* Display width of UTF-8 text, one column per character. */
-static size_t text_width(const char *s)
-{
-	size_t w = 0;
-
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			w++;
-	return w;
-}
-
 /* Prints @p s in at most @p width columns, ending with "..." when cut. */
 static void print_cut(const char *s, size_t width)
 {
-	size_t w = 0, i = 0, keep;
+	int cut;
+	size_t n = cli_fit(s, width, &cut);
 
-	if (text_width(s) <= width) {
-		fputs(s, stdout);
-		return;
-	}
-	if (width < 4) {
+	fwrite(s, 1, n, stdout);
+	if (cut)
 		fputs("...", stdout);
-		return;
-	}
-	keep = width - 3;
-	while (s[i] != '\0') {
-		if (((unsigned char)s[i] & 0xc0) != 0x80) {
-			if (w == keep)
-				break;
-			w++;
-		}
-		i++;
-	}
-	fwrite(s, 1, i, stdout);
-	fputs("...", stdout);
 }
 
 static void print_table(read_ctx *ctx)
 {
 	size_t wv = strlen("version"), wt = strlen("type"), i, used;
 	size_t wa = 27; /* an RFC 3339 time; years past 9999 are longer */
-	size_t width = SIZE_MAX;
-	struct winsize ws;
+	size_t width = cli_term_width();
 
 	for (i = 0; i < ctx->n_rows; i++) {
 		if (strlen(ctx->rows[i].version) > wv)
 			wv = strlen(ctx->rows[i].version);
-		if (text_width(ctx->rows[i].type) > wt)
-			wt = text_width(ctx->rows[i].type);
+		if (cli_text_width(ctx->rows[i].type) > wt)
+			wt = cli_text_width(ctx->rows[i].type);
 		if (strlen(ctx->rows[i].at) > wa)
 			wa = strlen(ctx->rows[i].at);
 	}
-	if (isatty(STDOUT_FILENO) &&
-	    ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-		width = ws.ws_col;
 	used = wv + 2 + wt + 2 + wa + 2;
 	printf("%*s  %-*s  %-*s  data\n", (int)wv, "version", (int)wt, "type",
 	       (int)wa, "recorded_at");
@@ -441,7 +428,7 @@ static void print_table(read_ctx *ctx)
 		row *r = &ctx->rows[i];
 
 		printf("%*s  %s%*s  %-*s  ", (int)wv, r->version, r->type,
-		       (int)(wt - text_width(r->type)), "", (int)wa, r->at);
+		       (int)(wt - cli_text_width(r->type)), "", (int)wa, r->at);
 		print_cut(r->data, width > used + 10 ? width - used - 1 : 10);
 		putchar('\n');
 		free(r->type);
@@ -529,12 +516,17 @@ typedef struct command {
 
 static int run_export(int argc, char **argv, cli_conn *conn);
 static int run_import(int argc, char **argv, cli_conn *conn);
+static int run_tail(int argc, char **argv, cli_conn *conn);
+static int run_subscriptions(int argc, char **argv, cli_conn *conn);
 
 static const command commands[] = {
 	{"migrate", cmd_migrate, "apply the pending schema migrations"},
-	{"status", cmd_status, "schema version, streams, events"},
+	{"status", cmd_status, "schema version, streams, events, feed fence"},
 	{"append", cmd_append, "append one event to a stream"},
 	{"read", cmd_read, "print a stream's events"},
+	{"tail", run_tail, "print the feed of all events, or follow it"},
+	{"subscriptions", run_subscriptions,
+	 "stored subscriptions: checkpoint, lag, lease"},
 	{"export", run_export, "write events as NDJSON"},
 	{"import", run_import, "append NDJSON events back, idempotently"},
 };
@@ -644,6 +636,250 @@ static int run_import(int argc, char **argv, cli_conn *conn)
 	                  argc - optind > 0 ? argv[optind] : NULL, conn);
 }
 
+/* ---- tail and subscriptions (tail.c) ------------------------------------ */
+
+static const char tail_help[] =
+	"usage: evstore tail [--category C] [--type T]... "
+	"[--from start|end|POSITION]\n"
+	"                    [--subscription NAME [--member M/K]] [--follow] "
+	"[--max N]\n"
+	"                    [--format ndjson|table] [--dsn DSN] "
+	"[--schema NAME]\n"
+	"\n"
+	"Prints the feed of all events (every stream in commit order, each "
+	"stream's\n"
+	"events in version order), or the part the filters keep, up to what "
+	"it holds\n"
+	"now, then exits 0. With --follow, goes on printing events as they "
+	"commit until\n"
+	"SIGINT or SIGTERM, then exits 0. A POSITION is COMMIT:GLOBAL, an "
+	"event's order\n"
+	"key and global position (\"761:7507\"), as the table format and "
+	"evstore\n"
+	"subscriptions show them.\n"
+	"\n"
+	"  --category C     only streams whose id, up to its first '-', is C\n"
+	"  --type T         only events of type T; repeat for up to 16 types\n"
+	"  --from start     from the first event (the default)\n"
+	"  --from end       only events that commit from now on\n"
+	"  --from POSITION  the events after the one at POSITION (0:0 is the "
+	"start)\n"
+	"  --subscription NAME\n"
+	"                   a durable subscription: resume after NAME's "
+	"stored\n"
+	"                   checkpoint, and store it after each printed batch "
+	"and on\n"
+	"                   exit, once the events are written out (at least "
+	"once: after\n"
+	"                   a crash the events since the checkpoint print "
+	"again).\n"
+	"                   --from applies only while NAME has no checkpoint. "
+	"One\n"
+	"                   instance runs a NAME at a time: another one waits "
+	"for its\n"
+	"                   lease with --follow, else exits 1\n"
+	"  --member M/K     with --subscription: member M (0 to K-1) of a "
+	"group of K\n"
+	"                   that share the streams, each stream going to one "
+	"member\n"
+	"  --follow         keep printing new events until interrupted\n"
+	"  --max N          stop after N events; a subscription's checkpoint "
+	"is then\n"
+	"                   the Nth event\n"
+	"  --format ndjson  one JSON object per line, as export writes them "
+	"(import\n"
+	"                   reads them back); the default when standard "
+	"output is not a\n"
+	"                   terminal\n"
+	"  --format table   columns position, stream_id, version, type, "
+	"recorded_at,\n"
+	"                   data; data is cut to the terminal's width; the "
+	"default on a\n"
+	"                   terminal\n"
+	CONN_HELP;
+
+/* An id-like option value: 1 to 255 bytes (the library checks the
+ * rest). */
+static int id_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= 255;
+}
+
+static int run_tail(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"category", required_argument, NULL, 'c'},
+		{"type", required_argument, NULL, 't'},
+		{"from", required_argument, NULL, 'f'},
+		{"subscription", required_argument, NULL, 's'},
+		{"member", required_argument, NULL, 'm'},
+		{"follow", no_argument, NULL, 'w'},
+		{"max", required_argument, NULL, 'n'},
+		{"format", required_argument, NULL, 'o'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *format = NULL, *member = NULL;
+	tail_opts o;
+	int c, rc;
+
+	memset(&o, 0, sizeof(o));
+	o.start = EVS_SUB_FROM_START;
+	o.group_size = 1;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (!id_ok(optarg) || strchr(optarg, '-') != NULL)
+				return cli_usage("tail", "--category takes 1 "
+				                 "to 255 bytes without a '-' "
+				                 "(a stream id's part before "
+				                 "its first '-'), not \"%s\"",
+				                 optarg);
+			o.category = optarg;
+			break;
+		case 't':
+			if (!id_ok(optarg))
+				return cli_usage("tail", "--type takes an "
+				                 "event type of 1 to 255 "
+				                 "bytes");
+			if (o.n_types == TAIL_MAX_TYPES)
+				return cli_usage("tail", "--type may be given "
+				                 "at most %d times",
+				                 TAIL_MAX_TYPES);
+			o.types[o.n_types++] = optarg;
+			break;
+		case 'f':
+			if (strcmp(optarg, "start") == 0) {
+				o.start = EVS_SUB_FROM_START;
+			} else if (strcmp(optarg, "end") == 0) {
+				o.start = EVS_SUB_FROM_END;
+			} else if (cli_parse_position(&o.from, optarg) == 0) {
+				o.start = EVS_SUB_FROM_POSITION;
+			} else {
+				return cli_usage("tail", "--from takes start, "
+				                 "end or a position "
+				                 "COMMIT:GLOBAL, not \"%s\"",
+				                 optarg);
+			}
+			break;
+		case 's':
+			if (!id_ok(optarg))
+				return cli_usage("tail", "--subscription takes "
+				                 "a name of 1 to 255 bytes");
+			o.name = optarg;
+			break;
+		case 'm':
+			member = optarg;
+			break;
+		case 'w':
+			o.follow = 1;
+			break;
+		case 'n':
+			if (cli_parse_int(&o.max, optarg, 1, INT64_MAX) < 0)
+				return cli_usage("tail", "--max takes a count "
+				                 "(1 or more), not \"%s\"",
+				                 optarg);
+			break;
+		case 'o':
+			format = optarg;
+			break;
+		default:
+			if ((rc = common_option(c, "tail", tail_help, argv,
+			                        conn)) >= 0)
+				return rc;
+		}
+	}
+	if (member != NULL) {
+		const char *slash = strchr(member, '/');
+		int64_t m, k;
+		char head[24];
+
+		if (slash == NULL || (size_t)(slash - member) >= sizeof(head))
+			return cli_usage("tail", "--member takes M/K "
+			                 "(member M of a group of K), not "
+			                 "\"%s\"", member);
+		memcpy(head, member, (size_t)(slash - member));
+		head[slash - member] = '\0';
+		if (cli_parse_int(&k, slash + 1, 1, 1 << 20) < 0 ||
+		    cli_parse_int(&m, head, 0, k - 1) < 0)
+			return cli_usage("tail", "--member takes M/K, a "
+			                 "member M from 0 to K-1 of a group of "
+			                 "K from 1 to %d, not \"%s\"", 1 << 20,
+			                 member);
+		if (o.name == NULL)
+			return cli_usage("tail", "--member needs "
+			                 "--subscription");
+		o.member = (unsigned int)m;
+		o.group_size = (unsigned int)k;
+	}
+	o.types[o.n_types] = NULL;
+	if (format == NULL)
+		o.table = isatty(STDOUT_FILENO);
+	else if (strcmp(format, "table") == 0)
+		o.table = 1;
+	else if (strcmp(format, "ndjson") != 0)
+		return cli_usage("tail", "--format is ndjson or table, not "
+		                 "\"%s\"", format);
+	if ((rc = want_args("tail", argc - optind, 0, 0)) >= 0 ||
+	    (rc = resolve_conn(conn, "tail")) >= 0)
+		return rc;
+	return cmd_tail(&o, conn);
+}
+
+static const char subscriptions_help[] =
+	"usage: evstore subscriptions [--format table|ndjson] [--dsn DSN] "
+	"[--schema NAME]\n"
+	"\n"
+	"Lists the stored subscriptions (of evstore tail --subscription, or "
+	"of any\n"
+	"application), one per name and group member, by name: the filter, "
+	"the\n"
+	"checkpoint (COMMIT:GLOBAL, the position of the last event handled; "
+	"tail\n"
+	"--from takes it), the lag (events of its feed after the checkpoint "
+	"that are\n"
+	"readable now), and the instance that holds its lease, with the "
+	"lease's expiry\n"
+	"(\"-\" when no live instance holds it).\n"
+	"\n"
+	"  --format table   columns name, member (M/K), checkpoint, lag, "
+	"owner,\n"
+	"                   lease_until, filter (the default)\n"
+	"  --format ndjson  one JSON object per line: name, member, "
+	"group_size, filter,\n"
+	"                   checkpoint, lag, owner, lease_until, lease_epoch, "
+	"updated_at\n"
+	CONN_HELP;
+
+static int run_subscriptions(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"format", required_argument, NULL, 'o'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *format = "table";
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'o')
+			format = optarg;
+		else if ((rc = common_option(c, "subscriptions",
+		                             subscriptions_help, argv,
+		                             conn)) >= 0)
+			return rc;
+	}
+	if (strcmp(format, "table") != 0 && strcmp(format, "ndjson") != 0)
+		return cli_usage("subscriptions", "--format is table or "
+		                 "ndjson, not \"%s\"", format);
+	if ((rc = want_args("subscriptions", argc - optind, 0, 0)) >= 0 ||
+	    (rc = resolve_conn(conn, "subscriptions")) >= 0)
+		return rc;
+	return cmd_subscriptions(strcmp(format, "table") == 0, conn);
+}
+
 static void main_help(void)
 {
 	size_t i;
@@ -654,7 +890,7 @@ static void main_help(void)
 	       "Manages an evstore event store in PostgreSQL.\n\n"
 	       "Commands:\n");
 	for (i = 0; i < N_COMMANDS; i++)
-		printf("  %-9s%s\n", commands[i].name, commands[i].summary);
+		printf("  %-15s%s\n", commands[i].name, commands[i].summary);
 	printf("\nOptions (also after the command):\n" CONN_HELP
 	       "  --version        print the version\n\n"
 	       "Exit codes: 0 success, 1 error, 2 bad usage, 3 version "

@@ -205,8 +205,10 @@ EVS_EXTERN(int) evs_sub_run(evs_sub *sub, evs_sub_handler handler,
                             void *payload, evs_error *err);
 
 /**
- * Makes evs_sub_run() return (and an event loop's wait on evs_sub_fd()
- * wake). Safe from any thread and from a signal handler.
+ * Makes evs_sub_run() return after the batch in hand (and evs_sub_poll()
+ * stop between batches). The handle stays stopped: a later evs_sub_run()
+ * returns at once; free it, or open another. Safe from any thread and
+ * from a signal handler.
  */
 EVS_EXTERN(void) evs_sub_stop(evs_sub *sub);
 

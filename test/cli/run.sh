@@ -152,7 +152,14 @@ check "--version prints the version" \
 run "$evstore" --help
 check "--help lists the commands" \
 	eval 'rc_is 0 && out_has migrate && out_has import && out_has "Exit codes"'
-for cmd in migrate status append read export import; do
+check "--help lists tail and subscriptions, aligned" \
+	eval 'out_has "^  tail           print the feed" &&
+	      out_has "^  subscriptions  stored subscriptions"'
+run "$evstore" tail --help
+check "tail --help explains POSITION (COMMIT:GLOBAL) and --from with a checkpoint" \
+	eval 'rc_is 0 && out_has "POSITION is COMMIT:GLOBAL" &&
+	      out_has "applies only while NAME has no checkpoint"'
+for cmd in migrate status append read tail subscriptions export import; do
 	run "$evstore" $cmd --help
 	check "$cmd --help prints its usage and exits 0" \
 		eval 'rc_is 0 && out_has "^usage: evstore $cmd" && err_empty'
@@ -189,6 +196,33 @@ usage_case "--format unknown" "$evstore" read s --format xml
 usage_case "--jobs 0" "$evstore" import --jobs 0
 usage_case "import with two files" "$evstore" import a b
 usage_case "empty --schema" "$evstore" status --schema ""
+usage_case "tail with an argument" "$evstore" tail acct-1
+usage_case "tail --category empty" "$evstore" tail --category ""
+usage_case "tail --category with a '-'" "$evstore" tail --category acct-1
+usage_case "tail --type empty" "$evstore" tail --type ""
+usage_case "tail --type 17 times" "$evstore" tail --type a --type b --type c \
+	--type d --type e --type f --type g --type h --type i --type j --type k \
+	--type l --type m --type n --type o --type p --type q
+usage_case "tail --from a word" "$evstore" tail --from soon
+usage_case "tail --from a number alone" "$evstore" tail --from 12
+usage_case "tail --from without GLOBAL" "$evstore" tail --from 12:
+usage_case "tail --from a negative position" "$evstore" tail --from 12:-1
+usage_case "tail --from a signed commit" "$evstore" tail --from +12:1
+usage_case "tail --from past int64" "$evstore" tail --from 1:9223372036854775808
+usage_case "tail --subscription empty" "$evstore" tail --subscription ""
+usage_case "tail --member without --subscription" "$evstore" tail --member 0/2
+usage_case "tail --member without /K" "$evstore" tail --subscription s --member 1
+usage_case "tail --member M not below K" "$evstore" tail --subscription s --member 2/2
+usage_case "tail --member of a group of 0" "$evstore" tail --subscription s --member 0/0
+usage_case "tail --member negative" "$evstore" tail --subscription s --member -1/2
+usage_case "tail --member not numbers" "$evstore" tail --subscription s --member a/b
+usage_case "tail --max 0" "$evstore" tail --max 0
+usage_case "tail --max not a number" "$evstore" tail --max many
+usage_case "tail --format unknown" "$evstore" tail --format xml
+usage_case "tail --follow with a value" "$evstore" tail --follow=yes
+usage_case "tail --subscription without its value" "$evstore" tail --subscription
+usage_case "subscriptions with an argument" "$evstore" subscriptions extra
+usage_case "subscriptions --format unknown" "$evstore" subscriptions --format xml
 
 run "$evstore" append s T '{}' --bogus
 check "a usage line names the option and the command's help" \
@@ -777,6 +811,344 @@ else
 	echo "skip - export's peak memory: /usr/bin/time (Debian: time) is missing"
 fi
 
+# ---- tail and subscriptions ----------------------------------------------
+
+# wait_until CONDITION...: runs CONDITION (a shell command) every 0.1 s,
+# for up to 20 s; false when it never held.
+wait_until() {
+	n=0
+	until "$@"; do
+		n=$((n + 1))
+		[ "$n" -ge 200 ] && return 1
+		sleep 0.1
+	done
+	return 0
+}
+
+# stop_bg PID SIGNAL: sends SIGNAL, waits up to 20 s for the process to
+# end (then SIGKILLs it), and sets bg_rc to its exit status.
+stop_bg() {
+	kill "-$2" "$1" 2>/dev/null
+	n=0
+	while kill -0 "$1" 2>/dev/null && [ "$n" -lt 200 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1"
+	bg_rc=$?
+}
+
+lines_in() { wc -l <"$1" | tr -d ' '; }
+# has_lines FILE N: FILE holds N lines or more.
+has_lines() { [ "$(lines_in "$1")" -ge "$2" ]; }
+
+# sub_owned NAME [SCHEMA]: a live instance holds subscription NAME.
+sub_owned() {
+	"$evstore" subscriptions --format ndjson ${2:+--schema "$2"} 2>/dev/null |
+		grep -q "^{\"name\":\"$1\",.*\"owner\":\"[^\"]"
+}
+
+# in_stream_order FILE: each stream's versions in FILE go up by one.
+in_stream_order() {
+	sed -e 's/^{"stream_id":"\([^"]*\)","version":\([0-9]*\),.*/\1 \2/' "$1" |
+		awk '($1 in v) && $2 != v[$1] + 1 { bad = 1 } { v[$1] = $2 }
+		     END { exit bad }'
+}
+
+ids_of() { sed -e 's/.*"event_id":"\([^"]*\)".*/\1/' "$1"; }
+
+TL=${tag}_tail
+"$evstore" migrate --schema "$TL" >/dev/null 2>&1
+export EVS_PG_SCHEMA=$TL
+
+run "$evstore" tail
+check "tail of an empty store prints nothing (exit 0)" \
+	eval 'rc_is 0 && [ ! -s "$tmp/out" ] && err_empty'
+run "$evstore" tail --format table
+check "tail --format table of an empty store: the header alone" \
+	eval 'rc_is 0 && out_is "position  stream_id  version  type  recorded_at                  data"'
+
+# Three categories, one commit each, interleaved; then a category of 40
+# streams (by import) for the group members.
+for i in 1 2 3 4; do
+	"$evstore" append "acct-$i" Opened "{\"n\": $i}" >/dev/null 2>&1
+	"$evstore" append "ord-$i" Placed "{\"n\": $i}" >/dev/null 2>&1
+	"$evstore" append "acct-$i" Deposited '{"amount": 5}' >/dev/null 2>&1
+	"$evstore" append "inv-$i" Issued '{}' --metadata '{"by": "x"}' \
+		>/dev/null 2>&1
+done
+awk 'BEGIN {
+	for (v = 0; v < 8; v++)
+		for (s = 1; s <= 40; s++)
+			printf "{\"stream_id\":\"grp-%d\",\"version\":%d,\"event_id\":\"00000000-0000-7000-8001-%06d%06d\",\"type\":\"G%d\",\"data\":{\"s\": %d},\"recorded_at\":\"2022-01-01T00:00:00Z\"}\n", s, v, s, v, v % 2, s
+}' >"$tmp/grp.ndjson"
+"$evstore" import "$tmp/grp.ndjson" --jobs 2 >/dev/null 2>&1
+"$evstore" export >"$tmp/tl.ndjson" 2>/dev/null
+n_tl=$(lines_in "$tmp/tl.ndjson")
+
+run "$evstore" tail
+check "tail prints every event in feed order: the lines export writes ($n_tl)" \
+	eval 'rc_is 0 && err_empty && [ "$n_tl" -eq 336 ] &&
+	      cmp -s "$tmp/out" "$tmp/tl.ndjson"'
+cp "$tmp/out" "$tmp/tl-tail.ndjson"
+TI=${tag}_tail_import
+"$evstore" migrate --schema "$TI" >/dev/null 2>&1
+run "$evstore" import "$tmp/tl-tail.ndjson" --schema "$TI"
+"$evstore" export --schema "$TI" 2>/dev/null | strip_position /dev/stdin |
+	sort >"$tmp/b"
+strip_position "$tmp/tl.ndjson" | sort >"$tmp/a"
+check "evstore import reads tail's output back" \
+	eval 'rc_is 0 && out_has "^imported 336 events" && cmp -s "$tmp/a" "$tmp/b"'
+
+run "$evstore" tail --format table
+check "tail --format table: a header with position and stream_id, a row per event" \
+	eval 'rc_is 0 && [ "$(lines_in "$tmp/out")" -eq 337 ] &&
+	      head -n 1 "$tmp/out" | grep -q "^position  *stream_id  *version  type  *recorded_at  *data$" &&
+	      sed -n 2p "$tmp/out" | grep -q "^[0-9][0-9]*:1  *acct-1  *0  Opened  *20[0-9-]*T[0-9:.]*Z  {\"n\": 1}$"'
+misaligned=$(awk 'NR == 1 { c = index($0, "stream_id") }
+	NR > 1 && (substr($0, c - 2, 2) != "  " || substr($0, c, 1) == " ")' \
+	"$tmp/out" | wc -l)
+check "tail --format table columns are aligned" eval '[ "$misaligned" -eq 0 ]'
+pos5=$(sed -n 6p "$tmp/out" | awk '{ print $1 }')
+tlpos=$(tail -n 1 "$tmp/out" | awk '{ print $1 }')
+run "$evstore" tail --from "$pos5"
+check "tail --from POSITION (the table's, of the 5th event) prints from the 6th" \
+	eval 'rc_is 0 && tail -n +6 "$tmp/tl.ndjson" | cmp -s - "$tmp/out"'
+run "$evstore" tail --from 0:0
+check "tail --from 0:0 is the start" eval 'rc_is 0 && cmp -s "$tmp/out" "$tmp/tl.ndjson"'
+run "$evstore" tail --from end
+check "tail --from end prints nothing (exit 0)" \
+	eval 'rc_is 0 && [ ! -s "$tmp/out" ] && err_empty'
+run "$evstore" tail --max 7
+check "tail --max 7 prints the first 7" \
+	eval 'rc_is 0 && head -n 7 "$tmp/tl.ndjson" | cmp -s - "$tmp/out"'
+
+# Filters.
+run "$evstore" tail --category acct
+check "tail --category acct: the acct streams' events, in feed order" \
+	eval 'rc_is 0 && [ "$(lines_in "$tmp/out")" -eq 8 ] &&
+	      grep "^{\"stream_id\":\"acct-" "$tmp/tl.ndjson" | cmp -s - "$tmp/out"'
+run "$evstore" tail --type Opened --type Issued --type Opened
+check "tail --type Opened --type Issued: those types only, in feed order" \
+	eval 'rc_is 0 && [ "$(lines_in "$tmp/out")" -eq 8 ] &&
+	      grep "\"type\":\"\(Opened\|Issued\)\"" "$tmp/tl.ndjson" | cmp -s - "$tmp/out"'
+run "$evstore" tail --category grp --type G1 --format table
+check "tail --category and --type together" \
+	eval 'rc_is 0 && [ "$(lines_in "$tmp/out")" -eq 161 ] &&
+	      [ "$(tail -n +2 "$tmp/out" | grep -c "  grp-[0-9]*  *[1357]  G1  ")" -eq 160 ]'
+run "$evstore" tail --category nothing
+check "tail of a category without events prints nothing" \
+	eval 'rc_is 0 && [ ! -s "$tmp/out" ]'
+
+# --subscription: resumes where the last run stopped.
+run "$evstore" tail --subscription r1
+check "tail --subscription: the first run prints the feed" \
+	eval 'rc_is 0 && err_empty && cmp -s "$tmp/out" "$tmp/tl.ndjson"'
+"$evstore" append acct-1 Withdrawn '{"amount": 1}' >/dev/null 2>&1
+"$evstore" append ord-2 Shipped '{}' >/dev/null 2>&1
+run "$evstore" subscriptions --format ndjson
+check "subscriptions --format ndjson: the checkpoint (the last event, $tlpos) and a lag of 2" \
+	eval 'rc_is 0 && out_has "^{\"name\":\"r1\",\"member\":0,\"group_size\":1,\"filter\":{\"types\": null, \"category\": null},\"checkpoint\":\"$tlpos\",\"lag\":2,\"owner\":null,\"lease_until\":null,\"lease_epoch\":[0-9]*,\"updated_at\":\"[0-9-]*T[0-9:.]*Z\"}$"'
+run "$evstore" tail --subscription r1 --from start
+check "a second run prints only the newer events (--from applies only without a checkpoint)" \
+	eval 'rc_is 0 && [ "$(lines_in "$tmp/out")" -eq 2 ] &&
+	      head -n 1 "$tmp/out" | grep -q "\"type\":\"Withdrawn\"" &&
+	      tail -n 1 "$tmp/out" | grep -q "\"type\":\"Shipped\""'
+run "$evstore" tail --subscription r1
+check "a third run prints nothing" eval 'rc_is 0 && [ ! -s "$tmp/out" ]'
+run "$evstore" tail --subscription r1 --category acct
+check "a subscription's name with another filter: exit 1, one line" \
+	eval 'fails_with 1 "subscription \"r1\" (member 0) is stored with another filter"'
+"$evstore" export >"$tmp/tl.ndjson" 2>/dev/null
+
+# --max with a subscription: the checkpoint is the Nth event, also when a
+# batch (256) holds more than what is left.
+run "$evstore" tail --subscription r2 --max 5 --format table
+cp5=$(tail -n 1 "$tmp/out" | awk '{ print $1 }')
+run "$evstore" subscriptions
+check "tail --subscription --max 5: the checkpoint is the 5th event ($cp5)" \
+	eval 'rc_is 0 && out_has "^r2  *0/1  *$cp5  *333  *-  *-  *{\"types\": null, \"category\": null}$"'
+run "$evstore" tail --subscription r2 --max 290 --follow
+cp "$tmp/out" "$tmp/r2-b"
+run "$evstore" tail --subscription r2
+cat "$tmp/r2-b" "$tmp/out" >"$tmp/r2-rest"
+check "... then --max 290 (batches of 256, then 34) and the rest: each event once" \
+	eval 'rc_is 0 && [ "$(lines_in "$tmp/r2-b")" -eq 290 ] &&
+	      tail -n +6 "$tmp/tl.ndjson" | cmp -s - "$tmp/r2-rest"'
+
+# --from end with --follow: prints an append made by another process after
+# it started. Its starting point is stored as it claims the name: wait
+# for that, append, and wait for the line.
+"$evstore" tail --from end --follow --subscription live >"$tmp/live.out" \
+	2>"$tmp/live.err" &
+lpid=$!
+wait_until sub_owned live
+"$evstore" append live-1 Ping '{"n": 1}' >/dev/null 2>&1
+wait_until has_lines "$tmp/live.out" 1
+stop_bg "$lpid" TERM
+"$evstore" read live-1 --format ndjson >"$tmp/live.want" 2>/dev/null
+rc=$bg_rc
+check "tail --from end --follow prints an append made after it started, only that" \
+	eval 'cmp -s "$tmp/live.out" "$tmp/live.want" && [ -s "$tmp/live.want" ]'
+check "... and SIGTERM stops it: exit 0, nothing on stderr" \
+	eval 'rc_is 0 && [ ! -s "$tmp/live.err" ]'
+run "$evstore" subscriptions
+check "... with its checkpoint stored and the lease released" \
+	eval 'rc_is 0 && out_has "^live  *0/1  *[0-9]*:[0-9]*  *0  *-  *-  "'
+
+# A transient follower, stopped by SIGINT.
+"$evstore" tail --follow --category live >"$tmp/live2.out" \
+	2>"$tmp/live2.err" &
+lpid=$!
+wait_until has_lines "$tmp/live2.out" 1
+"$evstore" append live-1 Ping '{"n": 2}' >/dev/null 2>&1
+wait_until has_lines "$tmp/live2.out" 2
+stop_bg "$lpid" INT
+"$evstore" read live-1 --format ndjson >"$tmp/live.want" 2>/dev/null
+rc=$bg_rc
+check "tail --follow prints the category, then a new append; SIGINT: exit 0" \
+	eval 'rc_is 0 && cmp -s "$tmp/live2.out" "$tmp/live.want" &&
+	      [ "$(lines_in "$tmp/live.want")" -eq 2 ] && [ ! -s "$tmp/live2.err" ]'
+
+# --member: two members split the grp streams, each stream to one.
+run "$evstore" tail --category grp --subscription g --member 0/2
+cp "$tmp/out" "$tmp/m0"
+run "$evstore" tail --category grp --subscription g --member 1/2
+cp "$tmp/out" "$tmp/m1"
+grep '^{"stream_id":"grp-' "$tmp/tl.ndjson" | sort >"$tmp/a"
+sort "$tmp/m0" "$tmp/m1" >"$tmp/b"
+s0=$(sed -e 's/^{"stream_id":"\([^"]*\)".*/\1/' "$tmp/m0" | sort -u)
+s1=$(sed -e 's/^{"stream_id":"\([^"]*\)".*/\1/' "$tmp/m1" | sort -u)
+both=$(printf '%s\n%s\n' "$s0" "$s1" | sort | uniq -d | wc -l)
+check "--member 0/2 and 1/2 split the category: nothing missing, no overlap" \
+	eval 'rc_is 0 && [ -s "$tmp/m0" ] && [ -s "$tmp/m1" ] &&
+	      [ "$(lines_in "$tmp/b")" -eq 320 ] && cmp -s "$tmp/a" "$tmp/b"'
+check "... each stream goes to one member, whole and in order" \
+	eval '[ "$both" -eq 0 ] && in_stream_order "$tmp/m0" &&
+	      in_stream_order "$tmp/m1"'
+run "$evstore" subscriptions
+check "subscriptions lists both members with lag 0 after catching up" \
+	eval 'rc_is 0 && head -n 1 "$tmp/out" | grep -q "^name  *member  *checkpoint  *lag  *owner  *lease_until  *filter$" &&
+	      out_has "^g  *0/2  *[0-9]*:[0-9]*  *0  *-  *-  *{\"types\": null, \"category\": \"grp\"}$" &&
+	      out_has "^g  *1/2  *[0-9]*:[0-9]*  *0  *-  *-  *{\"types\": null, \"category\": \"grp\"}$"'
+"$evstore" append grp-1 G0 '{}' >/dev/null 2>&1
+"$evstore" append acct-9 Opened '{}' >/dev/null 2>&1
+run "$evstore" subscriptions --format ndjson
+lags=$(grep '^{"name":"g"' "$tmp/out" | sed -e 's/.*"lag":\([0-9]*\).*/\1/' |
+	tr '\n' ' ')
+check "... and a lag of 1 for the member that gets a new grp event ($lags)" \
+	eval 'rc_is 0 && { [ "$lags" = "1 0 " ] || [ "$lags" = "0 1 " ]; }'
+
+# status: the feed's head and fence, and the session holding it.
+run "$evstore" status
+check "status shows the feed head and fence" \
+	eval 'rc_is 0 && out_has "^feed head: *[0-9][0-9]*:[0-9][0-9]*$" &&
+	      out_has "^fence: *[0-9][0-9]* (" && out_has "^fence held by: "'
+psql_q -c "CREATE TABLE \"$TL\".scratch (x int)"
+PGAPPNAME=${tag}_holder psql "$EVS_TEST_PG_DSN" -X -q -c BEGIN \
+	-c "INSERT INTO \"$TL\".scratch VALUES (1)" -c "SELECT pg_sleep(120)" \
+	>/dev/null 2>&1 &
+hpid=$!
+holder_pid() {
+	bpid=$(psql_q -c "SELECT pid FROM pg_stat_activity
+	                  WHERE application_name = '${tag}_holder'
+	                    AND backend_xid IS NOT NULL")
+	[ -n "$bpid" ]
+}
+wait_until holder_pid
+"$evstore" append acct-1 Held '{}' >/dev/null 2>&1
+run "$evstore" status
+check "status with an open transaction: the fence is held by its pid ($bpid)" \
+	eval 'rc_is 0 && [ -n "$bpid" ] &&
+	      out_has "^fence: *[0-9]* (the newest events wait" &&
+	      out_has "^fence held by: pid $bpid, application \"${tag}_holder\", active, database \"[^\"]*\", transaction since [0-9-]*T[0-9:.]*Z (open [0-9]*s)$"'
+run "$evstore" tail --category acct --type Held
+check "tail leaves out an event committed behind the fence" \
+	eval 'rc_is 0 && [ ! -s "$tmp/out" ]'
+psql_q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+           WHERE application_name = '${tag}_holder'" >/dev/null 2>&1
+wait "$hpid"
+run "$evstore" tail --category acct --type Held
+check "... and prints it once the transaction ended" \
+	eval 'rc_is 0 && [ "$(lines_in "$tmp/out")" -eq 1 ]'
+
+# SIGKILL in the middle of a big feed, and a restart. The first run
+# writes to a slow reader, so that it is killed part way; the restart
+# finds the dead run's lease (30 s), waits on standby, and takes over once
+# it expires (hastened here with SQL).
+K=${tag}_kill
+"$evstore" migrate --schema "$K" >/dev/null 2>&1
+awk 'BEGIN {
+	for (v = 0; v < 500; v++)
+		for (s = 1; s <= 10; s++)
+			printf "{\"stream_id\":\"big-%d\",\"version\":%d,\"event_id\":\"00000000-0000-7000-8002-%06d%06d\",\"type\":\"Tick\",\"data\":{\"pad\": \"%s\"},\"recorded_at\":\"2023-01-01T00:00:00Z\"}\n", s, v, s, v, sprintf("%0100d", v)
+}' >"$tmp/big.ndjson"
+"$evstore" import "$tmp/big.ndjson" --schema "$K" >/dev/null 2>&1
+"$evstore" export --schema "$K" >"$tmp/k.ndjson" 2>/dev/null
+slow_copy() {
+	n=0
+	while IFS= read -r line; do
+		printf '%s\n' "$line"
+		n=$((n + 1))
+		[ $((n % 100)) -ne 0 ] || sleep 0.1
+	done
+}
+mkfifo "$tmp/k.fifo"
+slow_copy <"$tmp/k.fifo" >"$tmp/k1.out" &
+rpid=$!
+"$evstore" tail --follow --subscription k --schema "$K" >"$tmp/k.fifo" \
+	2>"$tmp/k1.err" &
+kpid=$!
+wait_until has_lines "$tmp/k1.out" 1000
+kill -KILL "$kpid"
+wait "$kpid"
+wait "$rpid"
+n1=$(lines_in "$tmp/k1.out")
+last=$(psql_q -c "SELECT coalesce(last_event_id::text, 'none')
+                  FROM \"$K\".subscriptions WHERE name = 'k'")
+idx=$(grep -n "\"event_id\":\"$last\"" "$tmp/k.ndjson" | cut -d: -f1)
+check "SIGKILL stopped the first run in the middle ($n1 of 5000 printed, checkpoint at $idx)" \
+	eval '[ "$(lines_in "$tmp/k.ndjson")" -eq 5000 ] && [ "$n1" -lt 5000 ] &&
+	      [ -n "$idx" ] && [ "$idx" -le "$n1" ] &&
+	      head -n "$n1" "$tmp/k.ndjson" | cmp -s - "$tmp/k1.out"'
+run "$evstore" tail --subscription k --schema "$K"
+check "a run without --follow while the dead run's lease holds: exit 1, naming it" \
+	eval 'fails_with 1 "^evstore: subscription \"k\" is active in another instance (\"[^\"]*\", lease until [0-9-]*T[0-9:.]*Z): use --follow to wait for its lease$" &&
+	      out_is ""'
+run "$evstore" subscriptions --schema "$K"
+check "subscriptions shows the lease's owner and expiry" \
+	eval 'rc_is 0 && out_has "^k  *0/1  *[0-9]*:[0-9]*  *[0-9][0-9]*  *[^ -][^ ]*:[0-9]*:[0-9a-f-]*  *[0-9-]*T[0-9:.]*Z  "'
+"$evstore" tail --follow --subscription k --schema "$K" >"$tmp/k2.out" \
+	2>"$tmp/k2.err" &
+kpid=$!
+wait_until grep -q "waiting for its lease" "$tmp/k2.err"
+sleep 0.5
+check "a restart with --follow waits on standby, printing nothing" \
+	eval '[ ! -s "$tmp/k2.out" ] &&
+	      [ "$(cat "$tmp/k2.err")" = "evstore: subscription \"k\" is active in another instance: waiting for its lease" ]'
+psql_q -c "UPDATE \"$K\".subscriptions SET lease_until = clock_timestamp()
+           WHERE name = 'k'"
+want2=$((5000 - idx))
+wait_until has_lines "$tmp/k2.out" "$want2"
+sleep 0.3
+stop_bg "$kpid" TERM
+rc=$bg_rc
+check "after the lease expired, it prints exactly the events after the checkpoint" \
+	eval 'tail -n +"$((idx + 1))" "$tmp/k.ndjson" | cmp -s - "$tmp/k2.out"'
+cat "$tmp/k1.out" "$tmp/k2.out" >"$tmp/k12.out"
+check "every event printed at least once across the runs, in order per stream" \
+	eval '[ "$(ids_of "$tmp/k12.out" | sort -u | wc -l)" -eq 5000 ] &&
+	      in_stream_order "$tmp/k1.out" && in_stream_order "$tmp/k2.out"'
+lastpos=$("$evstore" tail --schema "$K" --format table --max 5000 |
+	tail -n 1 | awk '{ print $1 }')
+run "$evstore" subscriptions --schema "$K" --format ndjson
+check "SIGTERM: exit 0, the checkpoint is the last event ($lastpos), lag 0, lease released" \
+	eval '[ "$bg_rc" = 0 ] &&
+	      out_has "\"checkpoint\":\"$lastpos\",\"lag\":0,\"owner\":null,\"lease_until\":null,"'
+
+export EVS_PG_SCHEMA=$E
+
 # ---- valgrind ----------------------------------------------------------
 
 if command -v valgrind >/dev/null 2>&1 && [ "${EVS_CLI_VALGRIND:-1}" = 1 ]
@@ -820,6 +1192,37 @@ then
 	check "valgrind: migrate is clean" eval 'rc_is 0 && err_empty'
 	run vg "$evstore" status --schema "${tag}_vg2"
 	check "valgrind: status is clean" eval 'rc_is 0 && err_empty'
+	run vg "$evstore" tail --schema "$TL" --subscription vg --max 300 \
+		--format table
+	check "valgrind: tail --subscription --max (256, then a smaller batch) is clean" \
+		eval 'rc_is 0 && err_empty && [ "$(lines_in "$tmp/out")" -eq 301 ]'
+	run vg "$evstore" tail --schema "$TL" --category acct --type Opened \
+		--type Deposited --follow --max 3
+	check "valgrind: tail with filters, --follow --max is clean" \
+		eval 'rc_is 0 && err_empty && [ "$(lines_in "$tmp/out")" -eq 3 ]'
+	run vg "$evstore" subscriptions --schema "$TL"
+	check "valgrind: subscriptions is clean" eval 'rc_is 0 && err_empty'
+	run vg "$evstore" subscriptions --schema "$TL" --format ndjson
+	check "valgrind: subscriptions --format ndjson is clean" \
+		eval 'rc_is 0 && err_empty'
+	run vg "$evstore" status --schema "$TL"
+	check "valgrind: status with the feed's lines is clean" \
+		eval 'rc_is 0 && err_empty && out_has "^fence held by: "'
+	valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+		--error-exitcode=99 "$evstore" tail --schema "$TL" --follow \
+		--from end --subscription vgf >"$tmp/vgf.out" 2>"$tmp/vgf.err" &
+	vpid=$!
+	wait_until sub_owned vgf "$TL"
+	stop_bg "$vpid" TERM
+	rc=$bg_rc
+	check "valgrind: tail --follow stopped by SIGTERM is clean" \
+		eval 'rc_is 0 && [ ! -s "$tmp/vgf.err" ]'
+	psql_q -c "UPDATE \"$K\".subscriptions SET owner = 'elsewhere',
+	           lease_until = clock_timestamp() + interval '1 minute'
+	           WHERE name = 'k'"
+	run vg "$evstore" tail --schema "$K" --subscription k
+	check "valgrind: tail of a subscription on standby is clean" \
+		eval 'fails_with 1 "active in another instance (\"elsewhere\""'
 fi
 
 echo "$passed passed, $failed failed"
