@@ -157,6 +157,12 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		/* The feeds of subscriptions. Each filtered one orders by its
 		 * filter first, then the feed's order: so a generic plan
 		 * walks that filter's index (sql/0003) and stops at LIMIT.
+		 * The filter is written "<= $1" beside the row comparison,
+		 * which says "> $1 or = $1 and after the checkpoint": the
+		 * two select that filter's rows after the checkpoint, and
+		 * the scan starts at the checkpoint. (With "= $1" it started
+		 * at the filter's first entry and walked to the checkpoint:
+		 * every page of a catch-up cost more than the one before.)
 		 * Several types: the feed's own index, filtered. */
 		"PREPARE " PG_FEED_ALL "(xid8, int8, int8, int4, int4, "
 		"text[]) AS SELECT " ROW_COLUMNS "FROM %s.events WHERE "
@@ -166,14 +172,14 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"LIMIT $3;"
 		"PREPARE " PG_FEED_CATEGORY "(text, xid8, int8, int8, int4, "
 		"int4, text[]) AS SELECT " ROW_COLUMNS "FROM %s.events WHERE "
-		"split_part(stream_id, '-', 1) = $1 AND "
+		"split_part(stream_id, '-', 1) <= $1 AND "
 		"(split_part(stream_id, '-', 1), transaction_id, "
 		"global_position) > ($1, $2, $3) AND " FENCE " AND "
 		"($7::text[] IS NULL OR type = ANY ($7)) AND "
 		GROUP("$5", "$6") " ORDER BY split_part(stream_id, '-', 1), "
 		"transaction_id, global_position LIMIT $4;"
 		"PREPARE " PG_FEED_TYPE "(text, xid8, int8, int8, int4, int4) "
-		"AS SELECT " ROW_COLUMNS "FROM %s.events WHERE type = $1 AND "
+		"AS SELECT " ROW_COLUMNS "FROM %s.events WHERE type <= $1 AND "
 		"(type, transaction_id, global_position) > ($1, $2, $3) AND "
 		FENCE " AND " GROUP("$5", "$6") " ORDER BY type, "
 		"transaction_id, global_position LIMIT $4;"
