@@ -40,6 +40,11 @@ typedef struct {
 	long long events;    /* load / stream: events expected per stream */
 	int parse_json;      /* load / stream: also parse data and metadata */
 	int max_attempts;    /* contend */
+	const char *category; /* subscribe: the category to read */
+	unsigned wake;       /* latency: EVS_WAKE_POLL or EVS_WAKE_NOTIFY */
+	unsigned notify;     /* the store's evs_pg_options.notify */
+	double interval_ms;  /* latency: each thread appends this often */
+	unsigned subscribers; /* append: subscriptions following the appends */
 } options;
 
 static void usage(FILE *f)
@@ -60,28 +65,56 @@ static void usage(FILE *f)
 "           --events events\n"
 "  stream   evs_store_foreach() over the stream --stream once; it must hold\n"
 "           --events events\n"
+"  subscribe  a transient subscription (EVS_SUB_FROM_START) on --category,\n"
+"           batch_max --batch, reads --events events (the category must\n"
+"           hold exactly that many, in --streams streams CATEGORY-0,\n"
+"           CATEGORY-1, ...) with a handler that counts and checks the\n"
+"           order; timed until the last one was handled\n"
+"  latency  --threads threads append single events, each to --streams\n"
+"           streams of its own in a new category, one every --interval-ms;\n"
+"           one subscription (default options, --wake) follows the\n"
+"           category with evs_sub_run(); latency = handler time - the time\n"
+"           evs_store_append() returned (0 when the handler ran first:\n"
+"           counted, see below)\n"
+"\n"
+"  append --subscribers N: N subscriptions (default options, from the end\n"
+"  of the feed) follow the category \"acct\" on threads of their own\n"
+"  while the appends run, with handlers that count and check the order;\n"
+"  they must deliver every event appended within 60 s of the end\n"
 "\n"
 "Options:\n"
 "  --dsn CONNINFO     libpq conninfo (default: $EVS_TEST_PG_DSN)\n"
 "  --schema NAME      evstore schema (default: evs_bench)\n"
 "  --label NAME       workload name printed in the RESULT line\n"
-"  --threads N        client threads sharing one store; pool size = N (1)\n"
-"  --seconds S        measured time of append, contend, load (10)\n"
-"  --batch B          events per append (1)\n"
-"  --streams K        append: streams per thread (8); load: streams (4)\n"
+"  --threads N        client threads sharing one store; pool size = N (1;\n"
+"                     plus one per subscription for latency and\n"
+"                     --subscribers)\n"
+"  --seconds S        measured time of append, contend, load, latency (10)\n"
+"  --batch B          events per append (1); subscribe: batch_max\n"
+"  --streams K        append, latency: streams per thread (8); load:\n"
+"                     streams (4); subscribe: streams of the category (8)\n"
 "  --stream ID        load: stream-name prefix; stream: the stream\n"
-"  --events N         load, stream: events each stream holds\n"
+"  --events N         load, stream: events each stream holds; subscribe:\n"
+"                     events of the category\n"
 "  --parse-json       load, stream: also parse each event's data and\n"
 "                     metadata with json-c (evs_event_data/metadata)\n"
 "  --max-attempts N   contend: attempts per evs_repo_update() (1000)\n"
+"  --category NAME    subscribe: the category to read (feed)\n"
+"  --wake poll|notify latency: the subscription's wake mode; notify also\n"
+"                     opens the store with evs_pg_options.notify (poll)\n"
+"  --interval-ms MS   latency: time between a thread's appends (2)\n"
+"  --subscribers N    append: subscriptions following the appends (0)\n"
 "  --help             this text\n"
 "\n"
 "Output: RESULT <workload> <threads> <events_per_s> <p50_ms> <p99_ms>\n"
-"<rss_mb> on stdout (contend: a second line for conflicts/s), details on\n"
-"stderr. Exit status 0 when the run and its check passed, 1 otherwise,\n"
-"2 for bad usage. Latencies are per call (per evs_repo_update for\n"
-"contend), taken from a log-linear histogram (<1% error); RSS is the\n"
-"process's peak (getrusage ru_maxrss).\n", f);
+"<rss_mb> on stdout (contend: a second line for conflicts/s; latency: a\n"
+"second line, LABEL-early, for events/s whose handler ran before their\n"
+"append returned), details on stderr. Exit status 0 when the run and its\n"
+"check passed, 1 otherwise, 2 for bad usage. Latencies are per call (per\n"
+"evs_repo_update for contend; per handler call, from the one before, for\n"
+"subscribe; commit to handler, per event, for latency), taken from a\n"
+"log-linear histogram (<1% error); RSS is the process's peak (getrusage\n"
+"ru_maxrss).\n", f);
 }
 
 static int parse_args(options *o, int argc, char **argv)
@@ -96,6 +129,9 @@ static int parse_args(options *o, int argc, char **argv)
 	o->batch = 1;
 	o->events = -1;
 	o->max_attempts = 1000;
+	o->category = "feed";
+	o->wake = EVS_WAKE_POLL;
+	o->interval_ms = 2;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -137,6 +173,22 @@ static int parse_args(options *o, int argc, char **argv)
 			o->events = strtoll(v, NULL, 10);
 		} else if (strcmp(a, "--max-attempts") == 0) {
 			o->max_attempts = atoi(v);
+		} else if (strcmp(a, "--category") == 0) {
+			o->category = v;
+		} else if (strcmp(a, "--wake") == 0) {
+			if (strcmp(v, "poll") == 0) {
+				o->wake = EVS_WAKE_POLL;
+			} else if (strcmp(v, "notify") == 0) {
+				o->wake = EVS_WAKE_NOTIFY;
+			} else {
+				fprintf(stderr, "evs-bench: --wake poll or "
+				                "notify\n");
+				return -1;
+			}
+		} else if (strcmp(a, "--interval-ms") == 0) {
+			o->interval_ms = strtod(v, NULL);
+		} else if (strcmp(a, "--subscribers") == 0) {
+			o->subscribers = (unsigned)strtoul(v, NULL, 10);
 		} else {
 			fprintf(stderr, "evs-bench: unknown option %s\n", a);
 			return -1;
@@ -152,11 +204,15 @@ static int parse_args(options *o, int argc, char **argv)
 		return -1;
 	}
 	if (o->threads < 1 || o->threads > 256 || o->seconds <= 0 ||
-	    o->batch < 1 || o->batch > 100000 || o->max_attempts < 1) {
+	    o->batch < 1 || o->batch > 100000 || o->max_attempts < 1 ||
+	    o->interval_ms <= 0 || o->subscribers > 64) {
 		fprintf(stderr, "evs-bench: --threads 1..256, --seconds > 0, "
-		                "--batch 1..100000, --max-attempts >= 1\n");
+		                "--batch 1..100000, --max-attempts >= 1, "
+		                "--interval-ms > 0, --subscribers 0..64\n");
 		return -1;
 	}
+	o->notify = strcmp(o->cmd, "latency") == 0 &&
+	            o->wake == EVS_WAKE_NOTIFY;
 	if (o->streams == 0)
 		o->streams = strcmp(o->cmd, "load") == 0 ? 4 : 8;
 	if (o->label == NULL)
@@ -317,6 +373,7 @@ static int open_store(evs_store **store, const options *o, unsigned pool)
 	po.schema = o->schema;
 	po.pool_size = pool;
 	po.pool_timeout_ms = 60000;
+	po.notify = o->notify;
 	rc = evs_store_open_pg(store, o->dsn, &po, &err);
 	if (rc < 0)
 		fail_err("evs_store_open_pg", rc, &err);
@@ -616,28 +673,163 @@ static void *append_check_main(void *arg)
 	return NULL;
 }
 
+/* Subscriptions following the appends (append --subscribers): default
+ * options (polling), from the end of the feed, on threads of their own;
+ * each handler counts the run's events and checks that every stream's
+ * versions arrive in order, with no gap and no repeat. */
+typedef struct {
+	const options *o;
+	evs_store *store;
+	run_clock *clk;
+	const char *prefix;   /* "acct-TAG-": the run's streams */
+	int64_t *next;        /* per stream (thread * streams + k) */
+	evs_sub *sub;
+	uint64_t delivered;   /* the run's events handled (atomic) */
+	uint64_t others;      /* other streams of the category */
+} follower;
+
+static int follow_handler(evs_sub_batch *b, void *payload, evs_error *err)
+{
+	follower *f = payload;
+	size_t i, n = evs_sub_batch_count(b), plen = strlen(f->prefix);
+	uint64_t mine = 0;
+
+	for (i = 0; i < n; i++) {
+		const evs_event *ev = evs_sub_batch_get(b, i);
+		const char *id = evs_event_aggregate_id(ev);
+		unsigned t, k;
+		int64_t *next;
+
+		if (strncmp(id, f->prefix, plen) != 0) {
+			f->others++;
+			continue;
+		}
+		if (sscanf(id + plen, "t%u-s%u", &t, &k) != 2 ||
+		    t >= f->o->threads || k >= f->o->streams) {
+			fail("subscriber: an event of stream %s", id);
+			return evs_error_set(err, EVS_ERROR, NULL, "check");
+		}
+		next = &f->next[t * f->o->streams + k];
+		if (evs_event_version(ev) != *next) {
+			fail("subscriber: %s version %lld, expected %lld", id,
+			     (long long)evs_event_version(ev),
+			     (long long)*next);
+			return evs_error_set(err, EVS_ERROR, NULL, "check");
+		}
+		++*next;
+		mine++;
+	}
+	__atomic_add_fetch(&f->delivered, mine, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* Opened before any appender starts: from the end of the feed, so only
+ * what commits from then on (the run's streams are all made after), and
+ * the run does not depend on what the table held before. */
+static int follower_open(follower *f)
+{
+	evs_sub_options so = EVS_SUB_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	int rc;
+
+	so.category = "acct";
+	so.start = EVS_SUB_FROM_END;
+	rc = evs_sub_open(&f->sub, f->store, &so, &err);
+	if (rc < 0)
+		fail_err("evs_sub_open", rc, &err);
+	evs_error_clear(&err);
+	return rc;
+}
+
+static void *follow_main(void *arg)
+{
+	follower *f = arg;
+	evs_error err = EVS_ERROR_INIT;
+	int rc;
+
+	wait_start(f->clk, f->o->seconds);
+	if (f->sub != NULL &&
+	    (rc = evs_sub_run(f->sub, follow_handler, f, &err)) < 0 &&
+	    !failed)
+		fail_err("evs_sub_run", rc, &err);
+	evs_error_clear(&err);
+	return NULL;
+}
+
+/* Waits until every follower handled `want` events of the run (or
+ * `limit_s` passed), then stops them; returns the seconds it waited. */
+static double followers_finish(follower *f, pthread_t *tid, unsigned n,
+                               uint64_t want, double limit_s)
+{
+	int64_t t0 = now_ns(), t;
+	unsigned i, done = 0;
+
+	while (!failed && done < n) {
+		for (i = 0, done = 0; i < n; i++)
+			done += __atomic_load_n(&f[i].delivered,
+			                        __ATOMIC_ACQUIRE) >= want;
+		if (done == n || now_ns() - t0 > (int64_t)(limit_s * 1e9))
+			break;
+		nanosleep(&(struct timespec){0, 2000000}, NULL);
+	}
+	t = now_ns();
+	for (i = 0; i < n; i++)
+		evs_sub_stop(f[i].sub);
+	for (i = 0; i < n; i++) {
+		pthread_join(tid[i], NULL);
+		if (!failed && f[i].delivered != want)
+			fail("subscriber %u handled %llu events of the run, "
+			     "expected %llu", i,
+			     (unsigned long long)f[i].delivered,
+			     (unsigned long long)want);
+		evs_sub_free(f[i].sub);
+		free(f[i].next);
+	}
+	return (double)(t - t0) / 1e9;
+}
+
 static int cmd_append(const options *o)
 {
 	evs_store *store = NULL;
 	append_worker *w = calloc(o->threads, sizeof(*w));
 	pthread_t *tid = calloc(o->threads, sizeof(*tid));
 	histogram *all = calloc(1, sizeof(*all));
+	follower *f = calloc(o->subscribers + 1, sizeof(*f));
+	pthread_t *ftid = calloc(o->subscribers + 1, sizeof(*ftid));
 	run_clock clk;
 	char tag[16], prefix[32];
 	uint64_t events = 0, appends = 0, stored = 0;
 	int64_t t_end = 0;
-	double secs, rss;
+	double secs, rss, catch_up = 0;
 	unsigned t;
 	long long counted;
 
-	if (w == NULL || tid == NULL || all == NULL) {
+	if (w == NULL || tid == NULL || all == NULL || f == NULL ||
+	    ftid == NULL) {
 		fail("out of memory");
 		return 1;
 	}
-	if (open_store(&store, o, o->threads) < 0)
+	/* Subscribers take connections of the same pool, as in one
+	 * process; they must not make the appenders wait for one. */
+	if (open_store(&store, o, o->threads + o->subscribers) < 0)
 		return 1;
 	run_tag(tag, sizeof(tag));
-	run_clock_init(&clk, o->threads);
+	snprintf(prefix, sizeof(prefix), "acct-%s-", tag);
+	run_clock_init(&clk, o->threads + o->subscribers);
+	for (t = 0; t < o->subscribers; t++) {
+		f[t].o = o;
+		f[t].store = store;
+		f[t].clk = &clk;
+		f[t].prefix = prefix;
+		f[t].next = calloc((size_t)o->threads * o->streams,
+		                   sizeof(int64_t));
+		if (f[t].next == NULL) {
+			fail("out of memory");
+			return 1;
+		}
+		follower_open(&f[t]);
+		pthread_create(&ftid[t], NULL, follow_main, &f[t]);
+	}
 	for (t = 0; t < o->threads; t++) {
 		w[t].o = o;
 		w[t].store = store;
@@ -662,6 +854,11 @@ static int cmd_append(const options *o)
 			t_end = w[t].t_end;
 	}
 	secs = (double)(t_end - clk.t0) / 1e9;
+	stored = events + (uint64_t)o->threads * o->streams;
+	/* Untimed: the subscribers must have handled every event of the
+	 * run, each stream in order. */
+	if (o->subscribers > 0)
+		catch_up = followers_finish(f, ftid, o->subscribers, stored, 60);
 	/* The check: every stream, read back, holds exactly what we
 	 * appended, in order; and nothing else is stored under the tag. */
 	if (!failed) {
@@ -670,8 +867,6 @@ static int cmd_append(const options *o)
 		for (t = 0; t < o->threads; t++)
 			pthread_join(tid[t], NULL);
 	}
-	snprintf(prefix, sizeof(prefix), "acct-%s-", tag);
-	stored = events + (uint64_t)o->threads * o->streams;
 	if (!failed && (counted = sql_count_prefix(o, prefix)) >= 0 &&
 	    (uint64_t)counted != stored)
 		fail("check: %lld events stored under %s, expected %llu",
@@ -681,10 +876,17 @@ static int cmd_append(const options *o)
 	        "%llu appends, %llu events in %.2f s; check %s\n",
 	        o->threads, o->batch, o->streams, (unsigned long long)appends,
 	        (unsigned long long)events, secs, failed ? "FAILED" : "ok");
+	if (o->subscribers > 0)
+		fprintf(stderr,
+		        "evs-bench append: %u subscribers handled all %llu "
+		        "events of the run, %.3f s after the appends ended\n",
+		        o->subscribers, (unsigned long long)stored, catch_up);
 	if (!failed)
 		result(o->label, o->threads, (double)events / secs, all, rss);
 	for (t = 0; t < o->threads; t++)
 		free(w[t].streams);
+	free(f);
+	free(ftid);
 	run_clock_destroy(&clk);
 	evs_store_free(store);
 	free(w);
@@ -1086,6 +1288,433 @@ static int cmd_stream(const options *o)
 	return failed;
 }
 
+/* ---- subscribe -------------------------------------------------------- */
+
+typedef struct {
+	const options *o;
+	size_t catlen;
+	int64_t *next;      /* per stream: the version expected next */
+	evs_position last;  /* of the last event handled */
+	uint64_t count;
+	int64_t t_prev, t_done;
+	histogram h;        /* per handler call, from the one before */
+} sub_ctx;
+
+/* Counts, and checks the feed's order: positions increase, every
+ * stream's versions come in order with no gap, all in the category. */
+static int subscribe_handler(evs_sub_batch *b, void *payload, evs_error *err)
+{
+	sub_ctx *c = payload;
+	size_t i, n = evs_sub_batch_count(b);
+	int64_t now = now_ns();
+
+	h_add(&c->h, now - c->t_prev);
+	c->t_prev = now;
+	for (i = 0; i < n; i++) {
+		const evs_event *ev = evs_sub_batch_get(b, i);
+		const char *id = evs_event_aggregate_id(ev);
+		evs_position p;
+		unsigned long k;
+		char *end;
+
+		evs_event_checkpoint(&p, ev);
+		if (strncmp(id, c->o->category, c->catlen) != 0 ||
+		    id[c->catlen] != '-' ||
+		    (k = strtoul(id + c->catlen + 1, &end, 10),
+		     *end != '\0') ||
+		    k >= c->o->streams) {
+			fail("subscribe: an event of stream %s", id);
+			return evs_error_set(err, EVS_ERROR, NULL, "check");
+		}
+		if (evs_event_version(ev) != c->next[k] ||
+		    p.commit < c->last.commit ||
+		    (p.commit == c->last.commit && p.global <= c->last.global)) {
+			fail("subscribe: %s version %lld (expected %lld) at "
+			     "(%llu, %lld), after (%llu, %lld)", id,
+			     (long long)evs_event_version(ev),
+			     (long long)c->next[k],
+			     (unsigned long long)p.commit, (long long)p.global,
+			     (unsigned long long)c->last.commit,
+			     (long long)c->last.global);
+			return evs_error_set(err, EVS_ERROR, NULL, "check");
+		}
+		c->next[k]++;
+		c->last = p;
+		c->count++;
+	}
+	if (c->t_done == 0 && c->count >= (uint64_t)c->o->events)
+		c->t_done = now_ns();
+	return 0;
+}
+
+static int cmd_subscribe(const options *o)
+{
+	evs_store *store = NULL;
+	evs_sub *sub = NULL;
+	evs_sub_options so = EVS_SUB_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	sub_ctx c;
+	double before, rss, secs;
+	int64_t t0;
+	unsigned k;
+	int rc = 0;
+
+	if (o->events < 1) {
+		fprintf(stderr, "evs-bench subscribe: needs --events\n");
+		return 2;
+	}
+	memset(&c, 0, sizeof(c));
+	c.o = o;
+	c.catlen = strlen(o->category);
+	if ((c.next = calloc(o->streams, sizeof(int64_t))) == NULL) {
+		fail("out of memory");
+		return 1;
+	}
+	if (open_store(&store, o, 1) < 0)
+		return 1;
+	before = peak_rss_mb();
+	so.category = o->category;
+	so.start = EVS_SUB_FROM_START;
+	so.batch_max = o->batch;
+	t0 = now_ns();
+	c.t_prev = t0;
+	if ((rc = evs_sub_open(&sub, store, &so, &err)) < 0)
+		fail_err("evs_sub_open", rc, &err);
+	/* Whole batches up to the events expected: no read beyond them
+	 * inside the timed part. */
+	while (!failed && c.count < (uint64_t)o->events) {
+		rc = evs_sub_poll(sub, (size_t)(o->events - (long long)c.count),
+		                  subscribe_handler, &c, &err);
+		if (rc <= 0) {
+			if (rc < 0 && !failed)
+				fail_err("evs_sub_poll", rc, &err);
+			break;
+		}
+	}
+	if (c.t_done == 0)
+		c.t_done = now_ns();
+	rss = peak_rss_mb();
+	secs = (double)(c.t_done - t0) / 1e9;
+	/* Untimed: nothing follows, and every stream was read whole. */
+	if (!failed && (rc = evs_sub_poll(sub, 0, subscribe_handler, &c,
+	                                  &err)) < 0)
+		fail_err("evs_sub_poll", rc, &err);
+	if (!failed && c.count != (uint64_t)o->events)
+		fail("subscribe: %llu events in category %s, expected %lld",
+		     (unsigned long long)c.count, o->category, o->events);
+	for (k = 0; !failed && o->events % o->streams == 0 && k < o->streams;
+	     k++)
+		if (c.next[k] != o->events / o->streams)
+			fail("subscribe: %s-%u gave %lld events, expected %lld",
+			     o->category, k, (long long)c.next[k],
+			     o->events / o->streams);
+	fprintf(stderr,
+	        "evs-bench subscribe: category %s, batch_max %u: %llu events "
+	        "in %llu handler calls, %.2f s; peak RSS %.1f MB (%.1f MB "
+	        "after opening the store); check %s\n", o->category, o->batch,
+	        (unsigned long long)c.count, (unsigned long long)c.h.n, secs,
+	        rss, before, failed ? "FAILED" : "ok");
+	if (!failed)
+		result(o->label, 1, (double)c.count / secs, &c.h, rss);
+	evs_sub_free(sub);
+	evs_store_free(store);
+	evs_error_clear(&err);
+	free(c.next);
+	return failed;
+}
+
+/* ---- latency ------------------------------------------------------------ */
+
+/* One timed append: its event's id (hashed), set before the call, and
+ * when the call returned (0: not yet). Written by the appender, read by
+ * the subscription's thread. */
+typedef struct {
+	uint64_t idh;
+	int64_t ret;
+} lat_slot;
+
+typedef struct {
+	const options *o;
+	evs_store *store;
+	run_clock *clk;
+	unsigned index;
+	const char *category;
+	stream_state *streams;
+	lat_slot *slots;    /* append i: stream i % streams, version
+	                       1 + i / streams */
+	size_t cap;
+	uint64_t appends, late; /* late: started over an interval late */
+	int64_t t_end;
+} lat_writer;
+
+static void *lat_write_main(void *arg)
+{
+	lat_writer *w = arg;
+	const options *o = w->o;
+	evs_error err = EVS_ERROR_INIT;
+	int64_t interval = (int64_t)(o->interval_ms * 1e6), next, deadline;
+	size_t i;
+	unsigned k;
+	int rc;
+
+	/* Untimed: the thread's streams, one event each (version 0). */
+	for (k = 0; k < o->streams && !failed; k++) {
+		stream_state *s = &w->streams[k];
+		evs_event *ev = NULL;
+
+		snprintf(s->id, sizeof(s->id), "%s-t%02u-s%02u", w->category,
+		         w->index, k);
+		rc = make_event(&ev, s->id, w->index, k, &err);
+		if (rc == 0)
+			rc = evs_store_append(&s->version, w->store, s->id,
+			                      EVS_NO_VERSION, &ev, 1, &err);
+		if (rc < 0)
+			fail_err("creating a stream", rc, &err);
+		evs_event_free(ev);
+	}
+	wait_start(w->clk, o->seconds);
+	deadline = run_deadline(w->clk);
+	/* The threads take turns, evenly spread over each interval. */
+	next = w->clk->t0 + interval * w->index / o->threads;
+	for (i = 0; !failed && i < w->cap && next < deadline; i++) {
+		stream_state *s = &w->streams[i % o->streams];
+		lat_slot *slot = &w->slots[i];
+		struct timespec ts = {(time_t)(next / 1000000000),
+		                      (long)(next % 1000000000)};
+		evs_event *ev = NULL;
+		int64_t v = EVS_NO_VERSION, now;
+
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+		                       NULL) == EINTR)
+			;
+		now = now_ns();
+		if (now - next > interval) {
+			/* Behind: go on from now, no burst to catch up. */
+			w->late++;
+			next = now;
+		}
+		rc = make_event(&ev, s->id, w->index, i, &err);
+		if (rc == 0) {
+			__atomic_store_n(&slot->idh, id_hash(evs_event_id(ev)),
+			                 __ATOMIC_RELEASE);
+			rc = evs_store_append(&v, w->store, s->id, s->version,
+			                      &ev, 1, &err);
+			__atomic_store_n(&slot->ret, now_ns(), __ATOMIC_RELEASE);
+		}
+		evs_event_free(ev);
+		if (rc < 0)
+			fail_err("append", rc, &err);
+		else if (v != s->version + 1)
+			fail("append to %s returned version %lld, expected "
+			     "%lld", s->id, (long long)v,
+			     (long long)(s->version + 1));
+		else
+			s->version = v;
+		w->appends++;
+		next += interval;
+	}
+	w->t_end = now_ns();
+	evs_error_clear(&err);
+	return NULL;
+}
+
+typedef struct {
+	const options *o;
+	evs_store *store;
+	run_clock *clk;
+	const char *category;
+	lat_writer *w;
+	int64_t *next;      /* per stream (thread * streams + k) */
+	evs_sub *sub;
+	histogram h;
+	uint64_t delivered; /* every event of the category (atomic) */
+	uint64_t timed, early;
+} lat_reader;
+
+static int lat_handler(evs_sub_batch *b, void *payload, evs_error *err)
+{
+	lat_reader *r = payload;
+	const options *o = r->o;
+	size_t i, n = evs_sub_batch_count(b), clen = strlen(r->category);
+
+	for (i = 0; i < n; i++) {
+		const evs_event *ev = evs_sub_batch_get(b, i);
+		const char *id = evs_event_aggregate_id(ev);
+		int64_t v = evs_event_version(ev), *next, ret, now;
+		unsigned t, k;
+		size_t at;
+		lat_slot *slot;
+
+		if (strncmp(id, r->category, clen) != 0 ||
+		    sscanf(id + clen, "-t%u-s%u", &t, &k) != 2 ||
+		    t >= o->threads || k >= o->streams) {
+			fail("latency: an event of stream %s", id);
+			return evs_error_set(err, EVS_ERROR, NULL, "check");
+		}
+		next = &r->next[t * o->streams + k];
+		if (v != *next) {
+			fail("latency: %s version %lld, expected %lld", id,
+			     (long long)v, (long long)*next);
+			return evs_error_set(err, EVS_ERROR, NULL, "check");
+		}
+		++*next;
+		if (v == 0)
+			continue; /* the stream's first event: untimed */
+		at = (size_t)(v - 1) * o->streams + k;
+		if (at >= r->w[t].cap) {
+			fail("latency: %s version %lld was never appended", id,
+			     (long long)v);
+			return evs_error_set(err, EVS_ERROR, NULL, "check");
+		}
+		slot = &r->w[t].slots[at];
+		ret = __atomic_load_n(&slot->ret, __ATOMIC_ACQUIRE);
+		now = now_ns();
+		if (__atomic_load_n(&slot->idh, __ATOMIC_ACQUIRE) !=
+		    id_hash(evs_event_id(ev))) {
+			fail("latency: %s version %lld is not the event "
+			     "appended", id, (long long)v);
+			return evs_error_set(err, EVS_ERROR, NULL, "check");
+		}
+		/* The handler ran before the append call returned (the
+		 * commit is done, the reply not yet read): latency 0. */
+		if (ret == 0)
+			r->early++;
+		h_add(&r->h, ret == 0 ? 0 : now - ret);
+		r->timed++;
+	}
+	__atomic_add_fetch(&r->delivered, n, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static void *lat_read_main(void *arg)
+{
+	lat_reader *r = arg;
+	evs_sub_options so = EVS_SUB_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	evs_sub *sub = NULL;
+	int rc;
+
+	so.category = r->category;
+	so.wake = r->o->wake;
+	rc = evs_sub_open(&sub, r->store, &so, &err);
+	if (rc < 0)
+		fail_err("evs_sub_open", rc, &err);
+	r->sub = sub;
+	wait_start(r->clk, r->o->seconds);
+	if (rc == 0 && (rc = evs_sub_run(sub, lat_handler, r, &err)) < 0 &&
+	    !failed)
+		fail_err("evs_sub_run", rc, &err);
+	evs_error_clear(&err);
+	return NULL;
+}
+
+static int cmd_latency(const options *o)
+{
+	evs_store *store = NULL;
+	lat_writer *w = calloc(o->threads, sizeof(*w));
+	pthread_t *tid = calloc(o->threads + 1, sizeof(*tid));
+	lat_reader *r = calloc(1, sizeof(*r));
+	run_clock clk;
+	char tag[16], category[32];
+	uint64_t appends = 0, late = 0, want;
+	int64_t t_end = 0, t_wait;
+	double secs, rss;
+	size_t cap = (size_t)(o->seconds * 1000 / o->interval_ms) + 16;
+	unsigned t;
+
+	if (w == NULL || tid == NULL || r == NULL) {
+		fail("out of memory");
+		return 1;
+	}
+	if (open_store(&store, o, o->threads + 1) < 0)
+		return 1;
+	/* A category of the run's own: "lat" and the tag (no '-'). */
+	run_tag(tag, sizeof(tag));
+	snprintf(category, sizeof(category), "lat%s", tag);
+	run_clock_init(&clk, o->threads + 1);
+	r->o = o;
+	r->store = store;
+	r->clk = &clk;
+	r->category = category;
+	r->w = w;
+	r->next = calloc((size_t)o->threads * o->streams, sizeof(int64_t));
+	for (t = 0; t < o->threads; t++) {
+		w[t].o = o;
+		w[t].store = store;
+		w[t].clk = &clk;
+		w[t].index = t;
+		w[t].category = category;
+		w[t].cap = cap;
+		w[t].streams = calloc(o->streams, sizeof(stream_state));
+		w[t].slots = calloc(cap, sizeof(lat_slot));
+		if (w[t].streams == NULL || w[t].slots == NULL ||
+		    r->next == NULL) {
+			fail("out of memory");
+			return 1;
+		}
+	}
+	pthread_create(&tid[o->threads], NULL, lat_read_main, r);
+	for (t = 0; t < o->threads; t++)
+		pthread_create(&tid[t], NULL, lat_write_main, &w[t]);
+	for (t = 0; t < o->threads; t++)
+		pthread_join(tid[t], NULL);
+	for (t = 0; t < o->threads; t++) {
+		appends += w[t].appends;
+		late += w[t].late;
+		if (w[t].t_end > t_end)
+			t_end = w[t].t_end;
+	}
+	secs = (double)(t_end - clk.t0) / 1e9;
+	/* Every event appended (and each stream's first) must arrive. */
+	want = appends + (uint64_t)o->threads * o->streams;
+	t_wait = now_ns();
+	while (!failed && __atomic_load_n(&r->delivered, __ATOMIC_ACQUIRE) <
+	                          want &&
+	       now_ns() - t_wait < (int64_t)30e9)
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	evs_sub_stop(r->sub);
+	pthread_join(tid[o->threads], NULL);
+	rss = peak_rss_mb();
+	if (!failed && (r->delivered != want || r->timed != appends))
+		fail("latency: the subscription handled %llu events (%llu "
+		     "timed), expected %llu (%llu)",
+		     (unsigned long long)r->delivered,
+		     (unsigned long long)r->timed, (unsigned long long)want,
+		     (unsigned long long)appends);
+	fprintf(stderr,
+	        "evs-bench latency: wake %s, %u threads, one append each "
+	        "every %.2f ms (%llu started over an interval late): %llu "
+	        "appends in %.2f s, all handled; commit to handler p50 %.3f "
+	        "p99 %.3f p99.9 %.3f max %.3f ms; handler before the append "
+	        "returned: %llu; check %s\n",
+	        o->wake == EVS_WAKE_NOTIFY ? "notify" : "poll", o->threads,
+	        o->interval_ms, (unsigned long long)late,
+	        (unsigned long long)appends, secs,
+	        h_percentile_ms(&r->h, 0.50), h_percentile_ms(&r->h, 0.99),
+	        h_percentile_ms(&r->h, 0.999), h_percentile_ms(&r->h, 1.0),
+	        (unsigned long long)r->early, failed ? "FAILED" : "ok");
+	if (!failed) {
+		char label[128];
+
+		result(o->label, o->threads, (double)appends / secs, &r->h,
+		       rss);
+		snprintf(label, sizeof(label), "%s-early", o->label);
+		result(label, o->threads, (double)r->early / secs, NULL, -1);
+	}
+	evs_sub_free(r->sub);
+	run_clock_destroy(&clk);
+	evs_store_free(store);
+	for (t = 0; t < o->threads; t++) {
+		free(w[t].streams);
+		free(w[t].slots);
+	}
+	free(r->next);
+	free(r);
+	free(w);
+	free(tid);
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	options o;
@@ -1102,6 +1731,10 @@ int main(int argc, char **argv)
 		return cmd_load(&o);
 	if (strcmp(o.cmd, "stream") == 0)
 		return cmd_stream(&o);
+	if (strcmp(o.cmd, "subscribe") == 0)
+		return cmd_subscribe(&o);
+	if (strcmp(o.cmd, "latency") == 0)
+		return cmd_latency(&o);
 	fprintf(stderr, "evs-bench: unknown command %s\n", o.cmd);
 	usage(stderr);
 	return 2;
