@@ -138,12 +138,26 @@ BEGIN
 		status := 2;
 		RETURN;
 	END IF;
-	INSERT INTO subscriptions (name, member, group_size, filter)
-	VALUES (p_name, p_member, p_group_size, p_filter)
-	ON CONFLICT (name, member) DO NOTHING;
+	-- A row locked by its owner's open handler transaction (storing
+	-- its checkpoint, about to commit; or stalled: the library bounds
+	-- that transaction's idle time by the lease) is busy: do not wait.
 	SELECT * INTO s FROM subscriptions
 	 WHERE subscriptions.name = p_name AND subscriptions.member = p_member
-	   FOR UPDATE;
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT 1 FROM subscriptions o
+		            WHERE o.name = p_name AND o.member = p_member) THEN
+			status := 1;
+			lease_left_ms := 100;
+			RETURN;
+		END IF;
+		INSERT INTO subscriptions (name, member, group_size, filter)
+		VALUES (p_name, p_member, p_group_size, p_filter);
+		SELECT * INTO s FROM subscriptions
+		 WHERE subscriptions.name = p_name
+		   AND subscriptions.member = p_member
+		   FOR UPDATE;
+	END IF;
 	IF s.group_size <> p_group_size OR s.filter <> p_filter THEN
 		status := 2;
 		RETURN;

@@ -49,6 +49,12 @@ struct pg_conn; /* libpq's PGconn, without including libpq-fe.h */
                                       which also stores the checkpoint and
                                       commits with the handler's writes:
                                       each batch takes effect exactly once.
+                                      The transaction may sit idle (the
+                                      handler working between statements)
+                                      for lease_ms at most: then the server
+                                      ends it, so that a stalled owner
+                                      holds neither the name nor the
+                                      feed's fence.
                                       Memory store: the checkpoint moves
                                       only when the handler returns 0 */
 

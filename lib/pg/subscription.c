@@ -202,6 +202,7 @@ static int pg_sub_read(evs__sub_state *st, const evs_position *after,
 static int pg_sub_begin(evs__sub_state *st, struct pg_conn **conn,
                         evs_error *err)
 {
+	char sql[128];
 	PGresult *res = NULL;
 	pg_slot *slot;
 	int rc;
@@ -209,7 +210,13 @@ static int pg_sub_begin(evs__sub_state *st, struct pg_conn **conn,
 	*conn = NULL;
 	if ((rc = evs__pg_acquire(&slot, st->pb, err)) < 0)
 		return rc;
-	rc = evs__pg_exec(&res, st->pb, slot, NULL, "BEGIN", 0, NULL,
+	/* An owner that stalls inside its transaction (stopped, paused,
+	 * swapped out) must not hold the subscription's row, or the feed's
+	 * fence, past its lease: the server ends the session once it sits
+	 * idle that long, and a successor can take over. */
+	snprintf(sql, sizeof(sql), "BEGIN; SET LOCAL "
+	         "idle_in_transaction_session_timeout = %s", st->lease);
+	rc = evs__pg_exec(&res, st->pb, slot, NULL, sql, 0, NULL,
 	                  evs__pg_deadline(st->pb->call_timeout_ms),
 	                  "could not begin the handler's transaction", err);
 	if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
