@@ -431,8 +431,8 @@ static int row_matches(const mem_sub_row *row, const evs_event *ev)
 	return evs__feed_matches(&f, ev->aggregate_id, ev->type);
 }
 
-static int mem_list(evs_backend *be, evs_sub_info_cb cb, void *payload,
-                    evs_error *err)
+static int mem_list(evs_backend *be, const char *name, evs_sub_info_cb cb,
+                    void *payload, evs_error *err)
 {
 	mem_backend *mb = (mem_backend *)be;
 	evs_sub_info *infos = NULL;
@@ -499,7 +499,8 @@ static int mem_list(evs_backend *be, evs_sub_info_cb cb, void *payload,
 			filters[j - 1] = tf;
 		}
 	for (i = 0; i < n && rc == 0; i++)
-		rc = cb(&infos[i], payload);
+		if (name == NULL || strcmp(names[i], name) == 0)
+			rc = cb(&infos[i], payload);
 	for (i = 0; i < n; i++) {
 		if (names)
 			free(names[i]);

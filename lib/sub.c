@@ -799,8 +799,8 @@ int evs_store_feed_info(evs_feed_info *out, evs_store *store, evs_error *err)
 	return ops->feed_info(evs__store_backend(store), out, err);
 }
 
-int evs_store_subscriptions(evs_store *store, evs_sub_info_cb cb,
-                            void *payload, evs_error *err)
+int evs_store_subscriptions(evs_store *store, const char *name,
+                            evs_sub_info_cb cb, void *payload, evs_error *err)
 {
 	const evs__sub_ops *ops;
 
@@ -813,7 +813,7 @@ int evs_store_subscriptions(evs_store *store, evs_sub_info_cb cb,
 	if (ops == NULL)
 		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
 		                     "this store's backend has no subscriptions");
-	return ops->list(evs__store_backend(store), cb, payload, err);
+	return ops->list(evs__store_backend(store), name, cb, payload, err);
 }
 
 /* ---- filters, for backends that filter in the process ---------------------- */

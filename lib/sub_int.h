@@ -76,9 +76,10 @@ typedef struct evs__sub_ops {
 	void (*close)(evs__sub_state *st);
 	/* The store's feed: head, fence and what holds it. */
 	int (*feed_info)(evs_backend *be, evs_feed_info *out, evs_error *err);
-	/* The stored subscriptions, with their lag. */
-	int (*list)(evs_backend *be, evs_sub_info_cb cb, void *payload,
-	            evs_error *err);
+	/* The stored subscriptions (of one name, or all: NULL), with their
+	 * lag. */
+	int (*list)(evs_backend *be, const char *name, evs_sub_info_cb cb,
+	            void *payload, evs_error *err);
 } evs__sub_ops;
 
 /* Gives a store its backend's subscription support (evs_store_open_*). */

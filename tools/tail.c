@@ -254,7 +254,7 @@ static int standby_fail(evs_store *store, const tail_opts *o)
 	memset(&h, 0, sizeof(h));
 	h.o = o;
 	member_text(member, sizeof(member), o);
-	if (evs_store_subscriptions(store, find_holder, &h, NULL) >= 0 &&
+	if (evs_store_subscriptions(store, o->name, find_holder, &h, NULL) >= 0 &&
 	    h.owner[0] != '\0' && h.lease_until != 0) {
 		cli_format_time(at, h.lease_until);
 		snprintf(by, sizeof(by), " (\"%s\", lease until %s)", h.owner,
@@ -478,7 +478,7 @@ int cmd_subscriptions(int table, const cli_conn *conn)
 	l.table = table;
 	if ((rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
 		return rc;
-	if (evs_store_subscriptions(store, list_one, &l, &err) < 0) {
+	if (evs_store_subscriptions(store, NULL, list_one, &l, &err) < 0) {
 		rc = cli_store_fail(&err, NULL);
 	} else {
 		if (table)

@@ -264,7 +264,8 @@ typedef struct evs_sub_info {
 	const char *filter;        /**< JSON: {"category": ..., "types": [...]} */
 	evs_position position;     /**< its checkpoint */
 	int64_t lag;               /**< events of its feed after the
-	                                checkpoint and readable now */
+	                                checkpoint and readable now, counted
+	                                up to 1,000,000 */
 	const char *owner;         /**< the instance holding the lease, or
 	                                NULL */
 	int64_t lease_until;       /**< us since 1970 UTC; 0 when none */
@@ -277,11 +278,14 @@ typedef int (*evs_sub_info_cb)(const evs_sub_info *info, void *payload);
 
 /**
  * Lists the named subscriptions, by name then member.
+ * @param name  borrowed for the call: only this name's members; NULL:
+ *              every subscription
  * @return 0, the callback's non-zero value, EVS_EUNSUPPORTED, or a store
  *         error
  */
-EVS_EXTERN(int) evs_store_subscriptions(evs_store *store, evs_sub_info_cb cb,
-                                        void *payload, evs_error *err);
+EVS_EXTERN(int) evs_store_subscriptions(evs_store *store, const char *name,
+                                        evs_sub_info_cb cb, void *payload,
+                                        evs_error *err);
 
 #ifdef __cplusplus
 }

@@ -228,7 +228,10 @@ char *evs__pg_feed_info_sql(const char *schema)
 	return sql;
 }
 
-/* The stored subscriptions with their lag (evs_store_subscriptions). */
+/* The stored subscriptions with their lag (evs_store_subscriptions),
+ * counted up to LAG_CAP events each: a listing stays cheap however far
+ * behind a forgotten subscription is. */
+#define LAG_CAP "1000000"
 char *evs__pg_sub_list_sql(const char *schema)
 {
 	char *q = quote_ident(schema), *sql;
@@ -238,11 +241,14 @@ char *evs__pg_sub_list_sql(const char *schema)
 	sql = format(
 		"SELECT s.name, s.member, s.group_size, s.filter::text, "
 		"coalesce(s.commit_xid, '0'), coalesce(s.position, 0), "
-		"CASE WHEN s.lease_until > clock_timestamp() THEN s.owner END, "
-		"CASE WHEN s.lease_until > clock_timestamp() THEN "
+		/* Leases as of the statement's start (now()): the lag
+		 * counts may take a while. */
+		"CASE WHEN s.lease_until > now() THEN s.owner END, "
+		"CASE WHEN s.lease_until > now() THEN "
 		"(extract(epoch FROM s.lease_until) * 1000000)::int8 END, "
 		"s.lease_epoch, (extract(epoch FROM s.updated_at) * "
-		"1000000)::int8, (SELECT count(*) FROM %s.events e WHERE "
+		"1000000)::int8, (SELECT count(*) FROM (SELECT 1 FROM "
+		"%s.events e WHERE "
 		"(e.transaction_id, e.global_position) > "
 		"(coalesce(s.commit_xid, '0'), coalesce(s.position, 0)) AND "
 		"e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
@@ -252,7 +258,8 @@ char *evs__pg_sub_list_sql(const char *schema)
 		"e.type IN (SELECT jsonb_array_elements_text(s.filter->"
 		"'types'))) AND (s.group_size = 1 OR "
 		"((hashtextextended(e.stream_id, 0) & 9223372036854775807) %% "
-		"s.group_size) = s.member)) FROM %s.subscriptions s "
+		"s.group_size) = s.member) LIMIT " LAG_CAP ") AS l) FROM "
+		"%s.subscriptions s WHERE $1::text IS NULL OR s.name = $1 "
 		"ORDER BY s.name, s.member", q, q);
 	free(q);
 	return sql;

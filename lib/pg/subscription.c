@@ -404,9 +404,10 @@ static int pg_feed_info(evs_backend *be, evs_feed_info *out, evs_error *err)
 	return rc;
 }
 
-static int pg_sub_list(evs_backend *be, evs_sub_info_cb cb, void *payload,
-                       evs_error *err)
+static int pg_sub_list(evs_backend *be, const char *name, evs_sub_info_cb cb,
+                       void *payload, evs_error *err)
 {
+	const char *params[1] = {name};
 	pg_backend *pb = (pg_backend *)be;
 	char *sql = evs__pg_sub_list_sql(pb->schema);
 	PGresult *res = NULL;
@@ -419,7 +420,7 @@ static int pg_sub_list(evs_backend *be, evs_sub_info_cb cb, void *payload,
 		free(sql);
 		return rc;
 	}
-	rc = evs__pg_exec(&res, pb, slot, NULL, sql, 0, NULL,
+	rc = evs__pg_exec(&res, pb, slot, NULL, sql, 1, params,
 	                  evs__pg_deadline(pb->call_timeout_ms),
 	                  "could not list the subscriptions", err);
 	free(sql);

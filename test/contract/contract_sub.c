@@ -247,7 +247,7 @@ static void list_member(listed *out, const char *name, unsigned int member)
 	memset(out, 0, sizeof(*out));
 	out->name = name;
 	out->member = member;
-	rc = evs_store_subscriptions(ct_store, on_listed, out, &err);
+	rc = evs_store_subscriptions(ct_store, name, on_listed, out, &err);
 	ck_assert_msg(rc == 0, "evs_store_subscriptions: %s",
 	              err.message ? err.message : evs_strerror(rc));
 	evs_error_clear(&err);
@@ -404,6 +404,7 @@ START_TEST(transient_sub_delivers_its_feed_once_in_order)
 	char cat[NAME_MAX_LEN], a[128], b[128], c[128];
 	const char *order[10];
 	evs_sub_options o = EVS_SUB_OPTIONS_INIT;
+	evs_feed_info fi;
 	evs_position pos;
 	evs_sub *sub;
 	seen s, d;
@@ -416,6 +417,12 @@ START_TEST(transient_sub_delivers_its_feed_once_in_order)
 	order[0] = order[1] = order[3] = order[8] = a;
 	order[2] = order[7] = order[9] = b;
 	order[4] = order[5] = order[6] = c;
+	/* The whole feed, from just before this test's events (on
+	 * PostgreSQL the schema holds every earlier test's events: reading
+	 * all of them in pages of 4 would take minutes). */
+	ck_assert_int_eq(evs_store_feed_info(&fi, ct_store, NULL), 0);
+	o.start = EVS_SUB_FROM_POSITION;
+	o.start_position = fi.head;
 	/* Several streams, interleaved; one append of three. */
 	append_typed(a, EVS_NO_VERSION, "sub.one", 0, 2);
 	append_typed(b, EVS_NO_VERSION, "sub.two", 2, 1);
@@ -465,14 +472,13 @@ START_TEST(transient_sub_delivers_its_feed_once_in_order)
 	evs_sub_free(sub);
 
 	/* NULL options: a transient subscription of everything, from the
-	 * start. */
-	seen_init(&d, cat);
+	 * start: its first page (and not the whole feed, on a shared
+	 * schema), in the feed's order. */
+	seen_init(&d, NULL);
 	sub = NULL;
 	ck_assert_int_eq(evs_sub_open(&sub, ct_store, NULL, NULL), 0);
-	poll_until(sub, &d, 10);
-	for (i = 0; i < 10; i++)
-		ck_assert(evs_uuid_equal(evs_event_id(d.ev[i]),
-		                         evs_event_id(s.ev[i])));
+	ck_assert_int_ge(poll_once(sub, 10, &d), 10);
+	ck_assert_int_eq(d.out_of_order, 0);
 	evs_sub_free(sub);
 	seen_free(&s);
 	seen_free(&d);
@@ -1727,8 +1733,8 @@ START_TEST(bad_options_are_refused_naming_the_field)
 		evs_error_clear(&err);
 	}
 	/* Nothing was stored under the name. */
-	ck_assert_int_eq(evs_store_subscriptions(ct_store, no_such_sub, name,
-	                                         NULL), 0);
+	ck_assert_int_eq(evs_store_subscriptions(ct_store, name, no_such_sub,
+	                                         name, NULL), 0);
 }
 END_TEST
 
@@ -1792,9 +1798,11 @@ START_TEST(bad_arguments_are_refused)
 	               EVS_EINVALID, "out");
 	ASSERT_REFUSED(evs_store_feed_info(&info, NULL, &err), err,
 	               EVS_EINVALID, "store");
-	ASSERT_REFUSED(evs_store_subscriptions(NULL, no_such_sub, empty, &err),
+	ASSERT_REFUSED(evs_store_subscriptions(NULL, NULL, no_such_sub, empty,
+	                                       &err),
 	               err, EVS_EINVALID, "store");
-	ASSERT_REFUSED(evs_store_subscriptions(ct_store, NULL, NULL, &err),
+	ASSERT_REFUSED(evs_store_subscriptions(ct_store, NULL, NULL, NULL,
+	                                       &err),
 	               err, EVS_EINVALID, "cb");
 	sub = open_sub(NULL);
 	ASSERT_REFUSED(evs_sub_poll(sub, 0, NULL, NULL, &err), err,
@@ -1962,10 +1970,22 @@ START_TEST(subscriptions_are_listed_with_position_and_lag)
 	ck_assert_int_eq(l.lease_until, 0);
 	ASSERT_POS_EQ(l.position, checkpoint_of(s.ev[1]));
 	ck_assert_int_eq(l.lag, 4);
-	/* The callback's non-zero value stops the listing. */
-	ck_assert_int_eq(evs_store_subscriptions(ct_store, count_calls,
+	/* The callback's non-zero value stops the listing: a name with two
+	 * members lists two rows, and the callback sees one. (Not the
+	 * listing of every subscription: on PostgreSQL the schema holds
+	 * every earlier test's, each with its lag to count.) */
+	o.group_size = 2;
+	o.group_member = 1;
+	make_name(name, sizeof(name), "listed2");
+	o.name = name;
+	sub = open_sub(&o);
+	o.group_member = 0;
+	tr = open_sub(&o);
+	ck_assert_int_eq(evs_store_subscriptions(ct_store, name, count_calls,
 	                                         &calls, NULL), 7);
 	ck_assert_int_eq(calls, 1);
+	evs_sub_free(sub);
+	evs_sub_free(tr);
 	seen_free(&s);
 }
 END_TEST

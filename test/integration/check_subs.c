@@ -3122,8 +3122,9 @@ START_TEST(least_privilege_role_runs_a_named_subscription)
 		                              &c, NULL), 0);
 		memset(&f, 0, sizeof(f));
 		f.name = name;
-		ck_assert_int_eq(evs_store_subscriptions(store, find_sub_cb, &f,
-		                                         &err), 0);
+		ck_assert_int_eq(evs_store_subscriptions(store, name,
+		                                         find_sub_cb, &f, &err),
+		                 0);
 		ck_assert_int_eq(f.found, 1);
 		ck_assert_int_eq(f.info.lag, 0);
 		ck_assert_str_ne(f.owner, "");
