@@ -33,8 +33,26 @@ int evs__error_nomem(evs_error *err);
 /* Adds the aggregate id to an error already set (EVS_EDUPLICATE). */
 int evs__error_set_aggregate(evs_error *err, const char *aggregate_id);
 
+/* Makes dst a copy of src (its strings copied). Returns the code. */
+int evs__error_copy(evs_error *dst, const evs_error *src);
+
 /* Adds a detail line (copied) to an error already set. */
 int evs__error_set_detail(evs_error *err, const char *detail);
+
+/* One append, as evs__append_each() makes it (ctx: the caller's). */
+typedef int (*evs__append_fn)(evs_append_result *out, void *ctx,
+                              const char *id, int64_t expected,
+                              evs_event *const *events, size_t n,
+                              unsigned int flags, evs_error *err);
+
+/* The requests of a multi-stream append one at a time through fn, each
+ * in a call (a transaction) of its own: every request's outcome set, err
+ * for the first that failed. Returns 0 or that request's code. */
+int evs__append_each(evs_append_req *reqs, size_t n, unsigned int flags,
+                     evs__append_fn fn, void *ctx, evs_error *err);
+
+/* FNV-1a of a string: a stable hash for tables and lanes. */
+uint64_t evs__hash_str(const char *s);
 
 /* Microseconds since 1970-01-01 UTC. */
 int64_t evs__now_us(void);

@@ -41,6 +41,22 @@ int evs__error_nomem(evs_error *err)
 	return EVS_ENOMEM;
 }
 
+int evs__error_copy(evs_error *dst, const evs_error *src)
+{
+	if (dst == NULL || src == NULL)
+		return src ? src->code : 0;
+	evs_error_set(dst, src->code, src->sqlstate[0] ? src->sqlstate : NULL,
+	              "%s", src->message ? src->message : "");
+	if (src->detail != NULL)
+		evs__error_set_detail(dst, src->detail);
+	if (src->aggregate_id != NULL) {
+		evs__error_set_aggregate(dst, src->aggregate_id);
+		dst->expected_version = src->expected_version;
+		dst->actual_version = src->actual_version;
+	}
+	return dst->code;
+}
+
 static char *vformat(const char *fmt, va_list ap)
 {
 	va_list ap2;
@@ -181,6 +197,8 @@ const char *evs_strerror(int code)
 		return "subscription lease lost";
 	case EVS_EREWOUND:
 		return "checkpoint beyond the store's log";
+	case EVS_ENOTSTORED:
+		return "not stored: another request of the atomic call failed";
 	default:
 		return "unknown error";
 	}

@@ -17,17 +17,6 @@ static size_t event_bytes(const evs_event *ev)
 	return ev->data_len + ev->metadata_len;
 }
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	while (*s) {
-		h ^= (unsigned char)*s++;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 static uint64_t hash_uuid(const evs_uuid *id)
 {
 	uint64_t a, b, z;
@@ -47,7 +36,7 @@ static mem_stream *find_stream(mem_backend *mb, const char *id)
 	if (mb->table_cap == 0)
 		return NULL;
 	mask = mb->table_cap - 1;
-	for (i = hash_str(id) & mask; mb->table[i] != NULL; i = (i + 1) & mask)
+	for (i = evs__hash_str(id) & mask; mb->table[i] != NULL; i = (i + 1) & mask)
 		if (strcmp(mb->table[i]->id, id) == 0)
 			return mb->table[i];
 	return NULL;
@@ -57,20 +46,22 @@ static void table_put(mem_stream **table, size_t cap, mem_stream *s)
 {
 	size_t mask = cap - 1, i;
 
-	for (i = hash_str(s->id) & mask; table[i] != NULL; i = (i + 1) & mask)
+	for (i = evs__hash_str(s->id) & mask; table[i] != NULL; i = (i + 1) & mask)
 		;
 	table[i] = s;
 }
 
-/* Makes room for one more stream; 0 or EVS_ENOMEM, table unchanged. */
-static int table_reserve(mem_backend *mb)
+/* Makes room for `more` streams; 0 or EVS_ENOMEM, table unchanged. */
+static int table_reserve(mem_backend *mb, size_t more)
 {
 	size_t cap, i;
 	mem_stream **table;
 
-	if ((mb->n_streams + 1) * 2 <= mb->table_cap)
+	if ((mb->n_streams + more) * 2 <= mb->table_cap)
 		return 0;
-	cap = mb->table_cap ? mb->table_cap * 2 : 64;
+	for (cap = mb->table_cap ? mb->table_cap * 2 : 64;
+	     cap < (mb->n_streams + more) * 2; cap *= 2)
+		;
 	table = calloc(cap, sizeof(*table));
 	if (table == NULL)
 		return EVS_ENOMEM;
@@ -155,49 +146,95 @@ static void stream_free(mem_stream *s)
 	free(s);
 }
 
-/* 1 when the batch is stored in s, in order, from version `start`. */
-static int is_replay(const mem_stream *s, int64_t start,
+/* ---- appends ---------------------------------------------------------------- */
+
+/* A stream one call touches: what it holds, and the events the call's
+ * earlier requests add after that (borrowed, in version order). */
+typedef struct mem_touch {
+	const char *id;    /* borrowed from a request */
+	mem_stream *s;     /* NULL: no stored events (yet) */
+	mem_stream *fresh; /* made by the apply phase for a new stream */
+	const evs_event **pend;
+	size_t n_pend, pend_cap, next;
+} mem_touch;
+
+static size_t touch_count(const mem_touch *t)
+{
+	return (t->s ? t->s->count : 0) + t->n_pend;
+}
+
+static const evs_uuid *touch_id_at(const mem_touch *t, size_t v)
+{
+	size_t base = t->s ? t->s->count : 0;
+
+	return v < base ? &t->s->events[v]->id : &t->pend[v - base]->id;
+}
+
+/* The version holding `id` as the call sees the stream, or -1. The
+ * pending part is searched linearly: it holds only the events of this
+ * call's earlier requests on the same stream. */
+static int64_t touch_find(const mem_touch *t, const evs_uuid *id)
+{
+	int64_t at = find_id(t->s, id);
+	size_t base = t->s ? t->s->count : 0, j;
+
+	if (at >= 0)
+		return at;
+	for (j = 0; j < t->n_pend; j++)
+		if (evs_uuid_equal(&t->pend[j]->id, id))
+			return (int64_t)(base + j);
+	return -1;
+}
+
+/* 1 when the batch is stored in t, in order, from version `start`. */
+static int is_replay(const mem_touch *t, int64_t start,
                      evs_event *const *events, size_t n)
 {
 	size_t i;
 
-	if (s == NULL || start < 0 || (size_t)start + n > s->count)
+	if (start < 0 || (size_t)start + n > touch_count(t))
 		return 0;
 	for (i = 0; i < n; i++)
-		if (!evs_uuid_equal(&s->events[start + i]->id, &events[i]->id))
+		if (!evs_uuid_equal(touch_id_at(t, (size_t)start + i),
+		                    &events[i]->id))
 			return 0;
 	return 1;
 }
 
-/* Checks the version and event ids. Returns 1 when the batch is an
- * idempotent replay (*version_out set), 0 when it may be stored, or a
- * negative code. Called with the lock held. */
-static int check_append(int64_t *version_out, const mem_stream *s,
-                        const char *id, int64_t expected,
-                        evs_event *const *events, size_t n, evs_error *err)
+/* Checks a request's version and event ids against the stream as the
+ * call sees it. Returns 1 for an idempotent replay (r->version set), 0
+ * when it may be stored, or a negative code (r->version set, err filled).
+ * Called with the lock held. */
+static int check_req(const mem_touch *t, evs_append_req *r, evs_error *err)
 {
-	int64_t current = s ? (int64_t)s->count - 1 : EVS_NO_VERSION;
-	int64_t at;
-	size_t i;
+	int64_t current = (int64_t)touch_count(t) - 1;
+	int64_t expected = r->expected_version, at;
+	evs_event *const *events = r->events;
+	size_t n = r->n_events, i;
 
 	if (expected >= EVS_NO_VERSION && current != expected) {
-		if (!is_replay(s, expected + 1, events, n))
-			return evs_error_set_conflict(err, id, expected,
-			                              current);
-		*version_out = expected + (int64_t)n;
+		if (!is_replay(t, expected + 1, events, n)) {
+			r->version = current;
+			return evs_error_set_conflict(err, r->aggregate_id,
+			                              expected, current);
+		}
+		r->version = expected + (int64_t)n;
 		return 1;
 	}
-	if (expected == EVS_STREAM_EXISTS && current == EVS_NO_VERSION)
-		return evs_error_set_conflict(err, id, expected, current);
+	if (expected == EVS_STREAM_EXISTS && current == EVS_NO_VERSION) {
+		r->version = current;
+		return evs_error_set_conflict(err, r->aggregate_id, expected,
+		                              current);
+	}
 	if (expected < EVS_NO_VERSION) {
-		at = find_id(s, &events[0]->id);
-		if (at >= 0 && is_replay(s, at, events, n)) {
-			*version_out = at + (int64_t)n - 1;
+		at = touch_find(t, &events[0]->id);
+		if (at >= 0 && is_replay(t, at, events, n)) {
+			r->version = at + (int64_t)n - 1;
 			return 1;
 		}
 	}
 	for (i = 0; i < n; i++) {
-		at = find_id(s, &events[i]->id);
+		at = touch_find(t, &events[i]->id);
 		if (at >= 0) {
 			char text[EVS_UUID_STRLEN + 1];
 
@@ -205,12 +242,223 @@ static int check_append(int64_t *version_out, const mem_stream *s,
 			evs_error_set(err, EVS_EDUPLICATE, NULL,
 			              "event id %s is already stored in aggregate "
 			              "\"%s\" at version %lld",
-			              text, id, (long long)at);
-			evs__error_set_aggregate(err, id);
+			              text, r->aggregate_id, (long long)at);
+			evs__error_set_aggregate(err, r->aggregate_id);
+			r->version = at;
 			return EVS_EDUPLICATE;
 		}
 	}
 	return 0;
+}
+
+static int touch_push(mem_touch *t, evs_event *const *events, size_t n)
+{
+	size_t i;
+
+	if (t->n_pend + n > t->pend_cap) {
+		size_t cap = t->pend_cap ? t->pend_cap : 16;
+		const evs_event **p;
+
+		while (cap < t->n_pend + n)
+			cap *= 2;
+		p = realloc(t->pend, cap * sizeof(*p));
+		if (p == NULL)
+			return EVS_ENOMEM;
+		t->pend = p;
+		t->pend_cap = cap;
+	}
+	for (i = 0; i < n; i++)
+		t->pend[t->n_pend++] = events[i];
+	return 0;
+}
+
+/* Makes room for `more` events in the log; 0 or EVS_ENOMEM. */
+static int log_reserve(mem_backend *mb, size_t more)
+{
+	size_t cap = mb->log_cap ? mb->log_cap : 1024;
+	evs_event **log;
+
+	if (mb->log_count + more <= mb->log_cap)
+		return 0;
+	while (cap < mb->log_count + more)
+		cap *= 2;
+	log = realloc(mb->log, cap * sizeof(*log));
+	if (log == NULL)
+		return EVS_ENOMEM;
+	mb->log = log;
+	mb->log_cap = cap;
+	return 0;
+}
+
+/* Every append: one or more requests under one lock hold. Phase 1 checks
+ * each request in order against the streams as the earlier ones leave
+ * them; phase 2 allocates everything the passing requests need, then
+ * stores them, with nothing left that can fail. */
+static int mem_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
+                           unsigned int flags, evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	mem_touch *touches = calloc(n, sizeof(*touches));
+	size_t *touch_of = malloc(n * sizeof(*touch_of));
+	size_t hcap = 16, *hslot = NULL, n_touch = 0, i, j, k;
+	size_t total = 0, made = 0, n_fresh = 0;
+	evs_event **built = NULL;
+	int64_t now = evs__now_us();
+	int first = 0, rc = 0;
+
+	while (hcap < 2 * n)
+		hcap *= 2;
+	hslot = malloc(hcap * sizeof(*hslot));
+	if (touches == NULL || touch_of == NULL || hslot == NULL) {
+		free(touches);
+		free(touch_of);
+		free(hslot);
+		goto nomem_unlocked;
+	}
+	for (i = 0; i < hcap; i++)
+		hslot[i] = SIZE_MAX;
+	pthread_mutex_lock(&mb->lock);
+	for (i = 0; i < n; i++) {
+		const char *id = reqs[i].aggregate_id;
+
+		for (j = evs__hash_str(id) & (hcap - 1); hslot[j] != SIZE_MAX;
+		     j = (j + 1) & (hcap - 1))
+			if (strcmp(touches[hslot[j]].id, id) == 0)
+				break;
+		if (hslot[j] == SIZE_MAX) {
+			hslot[j] = n_touch;
+			touches[n_touch].id = id;
+			touches[n_touch].s = find_stream(mb, id);
+			n_touch++;
+		}
+		touch_of[i] = hslot[j];
+	}
+	/* Phase 1. */
+	for (i = 0; i < n; i++) {
+		evs_append_req *r = &reqs[i];
+		mem_touch *t = &touches[touch_of[i]];
+
+		r->replayed = 0;
+		r->rc = check_req(t, r, first == 0 ? err : NULL);
+		if (r->rc > 0) {
+			r->rc = 0;
+			r->replayed = 1;
+		} else if (r->rc < 0) {
+			if (first == 0)
+				first = r->rc;
+		} else {
+			if (touch_push(t, r->events, r->n_events) < 0)
+				goto nomem;
+			r->version = (int64_t)touch_count(t) - 1;
+			total += r->n_events;
+		}
+	}
+	if (first < 0 && (flags & EVS_APPEND_ATOMIC)) {
+		for (i = 0; i < n; i++)
+			if (reqs[i].rc == 0 && !reqs[i].replayed) {
+				reqs[i].rc = EVS_ENOTSTORED;
+				reqs[i].version = EVS_NO_VERSION;
+			}
+		rc = first;
+		goto done;
+	}
+	if (total == 0) {
+		rc = first;
+		goto done;
+	}
+	/* Phase 2: allocate. */
+	for (k = 0; k < n_touch; k++) {
+		mem_touch *t = &touches[k];
+
+		if (t->n_pend == 0)
+			continue;
+		if (t->s == NULL) {
+			t->fresh = calloc(1, sizeof(*t->fresh));
+			if (t->fresh == NULL ||
+			    (t->fresh->id = strdup(t->id)) == NULL)
+				goto nomem;
+			n_fresh++;
+		}
+		if (stream_reserve(t->s ? t->s : t->fresh, t->n_pend) < 0)
+			goto nomem;
+		t->next = t->s ? t->s->count : 0;
+	}
+	if (table_reserve(mb, n_fresh) < 0 || log_reserve(mb, total) < 0 ||
+	    (built = malloc(total * sizeof(*built))) == NULL)
+		goto nomem;
+	for (i = 0; i < n; i++) {
+		evs_append_req *r = &reqs[i];
+		mem_touch *t = &touches[touch_of[i]];
+
+		if (r->rc != 0 || r->replayed)
+			continue;
+		for (j = 0; j < r->n_events; j++, made++) {
+			const evs_event *ev = r->events[j];
+
+			if (evs_event_new_stored(
+			            &built[made], &ev->id, ev->type, ev->data,
+			            ev->data_len, ev->metadata, ev->metadata_len,
+			            t->id, (int64_t)t->next++,
+			            mb->last_position + 1 + (int64_t)made,
+			            (flags & EVS_APPEND_KEEP_TIME) ? ev->recorded_at
+			                                           : now,
+			            NULL) < 0)
+				goto nomem;
+			evs_event_set_checkpoint(built[made],
+			                         mb->last_commit + 1);
+		}
+	}
+	/* Commit: nothing below can fail. */
+	for (k = 0; k < n_touch; k++) {
+		if (touches[k].fresh != NULL) {
+			table_put(mb->table, mb->table_cap, touches[k].fresh);
+			mb->n_streams++;
+			touches[k].s = touches[k].fresh;
+			touches[k].fresh = NULL;
+		}
+	}
+	for (i = 0; i < total; i++) {
+		const char *sid = built[i]->aggregate_id;
+		mem_stream *s = NULL;
+
+		for (j = evs__hash_str(sid) & (hcap - 1); hslot[j] != SIZE_MAX;
+		     j = (j + 1) & (hcap - 1))
+			if (strcmp(touches[hslot[j]].id, sid) == 0) {
+				s = touches[hslot[j]].s;
+				break;
+			}
+		s->events[s->count++] = built[i];
+		ids_put(s->ids, s->ids_cap, &built[i]->id, built[i]->version);
+		mb->log[mb->log_count++] = built[i];
+	}
+	mb->last_position += (int64_t)total;
+	mb->last_commit++;
+	evs__mem_wake(mb);
+	rc = first;
+	goto done;
+nomem:
+	for (i = 0; i < made; i++)
+		evs_event_free(built[i]);
+	rc = EVS_ENOMEM;
+done:
+	pthread_mutex_unlock(&mb->lock);
+	free(built);
+	for (k = 0; k < n_touch; k++) {
+		stream_free(touches[k].fresh);
+		free(touches[k].pend);
+	}
+	free(touches);
+	free(touch_of);
+	free(hslot);
+	if (rc != EVS_ENOMEM)
+		return rc;
+nomem_unlocked:
+	for (i = 0; i < n; i++) {
+		reqs[i].rc = EVS_ENOMEM;
+		reqs[i].replayed = 0;
+		reqs[i].version = EVS_NO_VERSION;
+	}
+	return evs__error_nomem(err);
 }
 
 static int mem_append_ext(evs_append_result *out, evs_backend *be,
@@ -218,89 +466,17 @@ static int mem_append_ext(evs_append_result *out, evs_backend *be,
                           evs_event *const *events, size_t n,
                           unsigned int flags, evs_error *err)
 {
-	mem_backend *mb = (mem_backend *)be;
-	evs_event **built = NULL;
-	mem_stream *s, *fresh = NULL;
-	int64_t base, now;
-	size_t i, made = 0;
+	evs_append_req r;
 	int rc;
 
-	out->replayed = 0;
-	pthread_mutex_lock(&mb->lock);
-	s = find_stream(mb, id);
-	rc = check_append(&out->version, s, id, expected, events, n, err);
-	if (rc != 0) {
-		out->replayed = rc > 0;
-		rc = rc > 0 ? 0 : rc;
-		goto done;
-	}
-	/* Allocate everything first, so that a failure stores nothing. */
-	if (s == NULL) {
-		fresh = calloc(1, sizeof(*fresh));
-		if (fresh == NULL || (fresh->id = strdup(id)) == NULL ||
-		    table_reserve(mb) < 0)
-			goto nomem;
-		s = fresh;
-	}
-	if (stream_reserve(s, n) < 0)
-		goto nomem;
-	if (mb->log_count + n > mb->log_cap) {
-		size_t cap = mb->log_cap ? mb->log_cap : 1024;
-		evs_event **log;
-
-		while (cap < mb->log_count + n)
-			cap *= 2;
-		log = realloc(mb->log, cap * sizeof(*log));
-		if (log == NULL)
-			goto nomem;
-		mb->log = log;
-		mb->log_cap = cap;
-	}
-	built = malloc(n * sizeof(*built));
-	if (built == NULL)
-		goto nomem;
-	base = (int64_t)s->count;
-	now = evs__now_us();
-	for (made = 0; made < n; made++) {
-		const evs_event *ev = events[made];
-
-		if (evs_event_new_stored(&built[made], &ev->id, ev->type,
-		                         ev->data, ev->data_len, ev->metadata,
-		                         ev->metadata_len, id,
-		                         base + (int64_t)made,
-		                         mb->last_position + 1 + (int64_t)made,
-		                         (flags & EVS_APPEND_KEEP_TIME)
-		                                 ? ev->recorded_at
-		                                 : now,
-		                         NULL) < 0)
-			goto nomem;
-		evs_event_set_checkpoint(built[made], mb->last_commit + 1);
-	}
-	/* Commit: nothing below can fail. */
-	if (fresh != NULL) {
-		table_put(mb->table, mb->table_cap, fresh);
-		mb->n_streams++;
-		fresh = NULL;
-	}
-	for (i = 0; i < n; i++) {
-		s->events[s->count++] = built[i];
-		ids_put(s->ids, s->ids_cap, &built[i]->id, built[i]->version);
-		mb->log[mb->log_count++] = built[i];
-	}
-	mb->last_position += (int64_t)n;
-	mb->last_commit++;
-	out->version = (int64_t)s->count - 1;
-	evs__mem_wake(mb);
-	rc = 0;
-	goto done;
-nomem:
-	for (i = 0; i < made; i++)
-		evs_event_free(built[i]);
-	rc = evs__error_nomem(err);
-done:
-	pthread_mutex_unlock(&mb->lock);
-	free(built);
-	stream_free(fresh);
+	memset(&r, 0, sizeof(r));
+	r.aggregate_id = id;
+	r.expected_version = expected;
+	r.events = events;
+	r.n_events = n;
+	rc = mem_append_many(be, &r, 1, flags, err);
+	out->version = r.version;
+	out->replayed = r.replayed;
 	return rc;
 }
 
@@ -491,6 +667,7 @@ int evs_backend_memory_new(evs_backend **out, evs_error *err)
 	}
 	mb->base.version = EVS_BACKEND_VERSION;
 	mb->base.append_ext = mem_append_ext;
+	mb->base.append_many = mem_append_many;
 	mb->base.append = mem_append;
 	mb->base.read = mem_read;
 	mb->base.head = mem_head;

@@ -213,6 +213,192 @@ int evs_store_append_ext(evs_append_result *out, evs_store *store,
 	return rc;
 }
 
+/* ---- multi-stream appends ---------------------------------------------- */
+
+/* Checks request i as evs_store_append_ext() checks its arguments; the
+ * message names the request. */
+static int check_req(const evs_append_req *r, size_t i, unsigned int flags,
+                     evs_error *err)
+{
+	evs_error tmp = EVS_ERROR_INIT;
+	int rc;
+
+	if ((rc = evs__check_name("aggregate_id", r->aggregate_id, &tmp)) == 0 &&
+	    r->n_events == 0)
+		rc = evs_error_set(&tmp, EVS_EINVALID, NULL,
+		                   "n_events must be 1 or more");
+	if (rc == 0 &&
+	    (rc = check_expected(r->expected_version, r->n_events, &tmp)) == 0 &&
+	    (rc = check_batch(r->events, r->n_events, &tmp)) == 0 &&
+	    (flags & EVS_APPEND_KEEP_TIME))
+		rc = check_keep_time(r->expected_version, r->events,
+		                     r->n_events, &tmp);
+	if (rc < 0) {
+		if (rc == EVS_ENOMEM)
+			evs__error_nomem(err);
+		else
+			evs_error_set(err, rc, NULL, "reqs[%zu]: %s", i,
+			              tmp.message ? tmp.message : "invalid");
+	}
+	evs_error_clear(&tmp);
+	return rc;
+}
+
+int evs__append_each(evs_append_req *reqs, size_t n, unsigned int flags,
+                     evs__append_fn fn, void *ctx, evs_error *err)
+{
+	size_t i;
+	int first = 0;
+
+	for (i = 0; i < n; i++) {
+		evs_append_req *r = &reqs[i];
+		evs_append_result res = {EVS_NO_VERSION, 0};
+		evs_error tmp = EVS_ERROR_INIT;
+
+		r->rc = fn(&res, ctx, r->aggregate_id, r->expected_version,
+		           r->events, r->n_events, flags, &tmp);
+		r->replayed = r->rc == 0 ? res.replayed : 0;
+		r->version = r->rc == 0 ? res.version
+		             : r->rc == EVS_ECONFLICT ? tmp.actual_version
+		                                      : EVS_NO_VERSION;
+		if (r->rc < 0 && first == 0) {
+			first = r->rc;
+			if (err != NULL) {
+				evs__error_reset(err);
+				*err = tmp;
+				tmp = (evs_error)EVS_ERROR_INIT;
+			}
+		}
+		evs_error_clear(&tmp);
+	}
+	return first;
+}
+
+/* A backend's single append, as evs__append_each() calls it. */
+static int backend_append(evs_append_result *out, void *ctx, const char *id,
+                          int64_t expected, evs_event *const *events,
+                          size_t n, unsigned int flags, evs_error *err)
+{
+	evs_backend *be = ctx;
+
+	if (be->version >= 3 && be->append_ext != NULL)
+		return be->append_ext(out, be, id, expected, events, n, flags,
+		                      err);
+	return be->append(&out->version, be, id, expected, events, n, err);
+}
+
+int evs_store_append_many(evs_store *store, evs_append_req *reqs,
+                          size_t n_reqs, unsigned int flags, evs_error *err)
+{
+	const unsigned int known = EVS_APPEND_ATOMIC | EVS_APPEND_KEEP_TIME;
+	evs_append_req *valid = NULL;
+	evs_error tmp = EVS_ERROR_INIT;
+	evs_backend *be;
+	size_t i, k, n_bad = 0, first_bad = n_reqs;
+	int rc, whole = 0;
+
+	evs__error_reset(err);
+	if ((rc = check_store(store, err)) < 0)
+		return rc;
+	if (n_reqs > 0 && reqs == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "reqs must not be NULL when n_reqs is %zu",
+		                     n_reqs);
+	for (i = 0; i < n_reqs; i++) {
+		reqs[i].rc = 0;
+		reqs[i].replayed = 0;
+		reqs[i].version = EVS_NO_VERSION;
+	}
+	if ((flags & ~known) != 0)
+		whole = evs_error_set(err, EVS_EINVALID, NULL,
+		                      "flags 0x%x holds unknown bits", flags);
+	be = store->be;
+	if (whole == 0 && (flags & EVS_APPEND_ATOMIC) &&
+	    (be->version < 4 || be->append_many == NULL))
+		whole = evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                      "this store's backend cannot append to "
+		                      "several streams atomically");
+	if (whole == 0 && (flags & EVS_APPEND_KEEP_TIME) &&
+	    (be->version < 3 || be->append_ext == NULL))
+		whole = evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                      "this store's backend cannot keep "
+		                      "recorded times");
+	if (whole < 0) {
+		for (i = 0; i < n_reqs; i++)
+			reqs[i].rc = whole;
+		return whole;
+	}
+	for (i = 0; i < n_reqs; i++) {
+		rc = check_req(&reqs[i], i, flags, n_bad == 0 ? err : NULL);
+		if (rc == EVS_ENOMEM) {
+			for (k = 0; k < n_reqs; k++)
+				reqs[k].rc = EVS_ENOMEM;
+			return evs__error_nomem(err);
+		}
+		if (rc < 0) {
+			reqs[i].rc = rc;
+			if (n_bad++ == 0)
+				first_bad = i;
+		}
+	}
+	if (n_bad > 0 && (flags & EVS_APPEND_ATOMIC)) {
+		for (i = 0; i < n_reqs; i++)
+			if (reqs[i].rc == 0)
+				reqs[i].rc = EVS_ENOTSTORED;
+		return reqs[first_bad].rc;
+	}
+	if (n_bad == n_reqs)
+		return n_reqs == 0 ? 0 : reqs[first_bad].rc;
+	if (n_bad > 0) {
+		/* Send the well-formed requests only, then put their
+		 * outcomes back in place. */
+		valid = malloc((n_reqs - n_bad) * sizeof(*valid));
+		if (valid == NULL) {
+			for (i = 0; i < n_reqs; i++)
+				reqs[i].rc = EVS_ENOMEM;
+			return evs__error_nomem(err);
+		}
+		for (i = 0, k = 0; i < n_reqs; i++)
+			if (reqs[i].rc == 0)
+				valid[k++] = reqs[i];
+	}
+	{
+		evs_append_req *send = valid ? valid : reqs;
+		size_t n_send = n_reqs - n_bad;
+		evs_error *e = n_bad > 0 ? &tmp : err;
+
+		if (be->version >= 4 && be->append_many != NULL)
+			rc = be->append_many(be, send, n_send, flags, e);
+		else
+			rc = evs__append_each(send, n_send, flags,
+			                      backend_append, be, e);
+	}
+	if (valid != NULL) {
+		for (i = 0, k = 0; i < n_reqs; i++)
+			if (reqs[i].rc == 0)
+				reqs[i] = valid[k++];
+		free(valid);
+		/* The first failure in array order is the malformed one
+		 * unless a sent request before it failed: then say that. */
+		for (i = 0; i < first_bad; i++)
+			if (reqs[i].rc < 0)
+				break;
+		if (i < first_bad) {
+			evs__error_reset(err);
+			if (err != NULL) {
+				*err = tmp;
+				tmp = (evs_error)EVS_ERROR_INIT;
+			}
+		}
+		evs_error_clear(&tmp);
+		for (i = 0; i < n_reqs; i++)
+			if (reqs[i].rc < 0)
+				return reqs[i].rc;
+		return 0;
+	}
+	return rc;
+}
+
 int evs_store_append(int64_t *version_out, evs_store *store,
                      const char *aggregate_id, int64_t expected_version,
                      evs_event *const *events, size_t n_events,

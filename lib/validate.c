@@ -87,6 +87,17 @@ int evs__check_name(const char *what, const char *value, evs_error *err)
 	return 0;
 }
 
+uint64_t evs__hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	while (*s) {
+		h ^= (unsigned char)*s++;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
 int64_t evs__now_us(void)
 {
 	struct timespec ts;

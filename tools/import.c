@@ -28,7 +28,10 @@
 #define BATCH_BYTES (4u << 20)     /* and about this much JSON */
 #define PENDING_EVENTS 200000      /* parsed, not yet handed to a worker */
 #define PENDING_BYTES (64u << 20)  /* nor more than this */
-#define QUEUE_DEPTH 4              /* batches waiting per worker */
+#define QUEUE_DEPTH 32             /* batches waiting per worker */
+#define QUEUE_BYTES (16u << 20)    /* and about this much JSON */
+#define CALL_BATCHES 32            /* batches per append_many call */
+#define CALL_BYTES (8u << 20)      /* and about this much JSON */
 
 typedef struct batch {
 	struct batch *next;
@@ -54,7 +57,7 @@ typedef struct worker {
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty, nonfull;
 	batch *head, *tail;
-	size_t queued;
+	size_t queued, queued_bytes;
 	int closed;
 } worker;
 
@@ -132,10 +135,13 @@ static void import_store_fail(importer *imp, long line, const evs_error *err)
 		cli_buf msg = {NULL, 0, 0};
 
 		cli_buf_printf(&msg, "the role may not keep recorded times: "
-		               "have a DBA grant EXECUTE on function "
+		               "have a DBA grant EXECUTE on functions "
+		               "%s.import_many(text[], bigint[], integer[], "
+		               "uuid[], text[], jsonb[], jsonb[], "
+		               "timestamptz[], boolean) and "
 		               "%s.import_events(text, bigint, uuid[], text[], "
 		               "jsonb[], jsonb[], timestamptz[]), or run with "
-		               "--server-time", name);
+		               "--server-time", name, name);
 		import_fail(imp, EXIT_ERR, 0, msg.p);
 		free(msg.p);
 		free(name);
@@ -193,6 +199,50 @@ static int append_batch(importer *imp, batch *b, evs_error *err)
 	return 0;
 }
 
+/* Appends several batches (of different streams, or one stream's in
+ * file order) in one call: one transaction for all of them. A batch that
+ * conflicts (its stream is already past its start) goes through
+ * append_batch(), after the others. */
+static void append_batches(importer *imp, batch **bs, size_t n,
+                           evs_error *err)
+{
+	evs_append_req reqs[CALL_BATCHES];
+	size_t i, described;
+
+	for (i = 0; i < n; i++) {
+		memset(&reqs[i], 0, sizeof(reqs[i]));
+		reqs[i].aggregate_id = bs[i]->stream;
+		reqs[i].expected_version = bs[i]->first_version - 1;
+		reqs[i].events = bs[i]->events;
+		reqs[i].n_events = bs[i]->n;
+	}
+	(void)evs_store_append_many(imp->store, reqs, n, imp->flags, err);
+	/* err describes the first failed request (or the call's error). */
+	for (i = 0; i < n && reqs[i].rc == 0; i++)
+		;
+	described = i;
+	for (i = 0; i < n && !atomic_load(&imp->failed); i++) {
+		if (reqs[i].rc == 0) {
+			if (reqs[i].replayed)
+				atomic_fetch_add(&imp->skipped,
+				                 (long long)bs[i]->n);
+			progress_add(&imp->prog, (int64_t)bs[i]->n);
+			continue;
+		}
+		if (reqs[i].rc == EVS_ECONFLICT) {
+			described = n;
+			if (append_batch(imp, bs[i], err) != 0)
+				import_store_fail(imp, bs[i]->line, err);
+			continue;
+		}
+		if (i != described)
+			evs_error_set(err, reqs[i].rc, NULL,
+			              "%s, appending to aggregate \"%s\"",
+			              evs_strerror(reqs[i].rc), bs[i]->stream);
+		import_store_fail(imp, bs[i]->line, err);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	worker *w = arg;
@@ -200,26 +250,34 @@ static void *worker_main(void *arg)
 	evs_error err = EVS_ERROR_INIT;
 
 	for (;;) {
-		batch *b;
+		batch *bs[CALL_BATCHES];
+		size_t n = 0, bytes = 0, i;
 
 		pthread_mutex_lock(&w->lock);
 		while (w->head == NULL && !w->closed)
 			pthread_cond_wait(&w->nonempty, &w->lock);
-		b = w->head;
-		if (b != NULL) {
+		/* Everything queued, up to a call's worth. */
+		while (w->head != NULL && n < CALL_BATCHES &&
+		       (n == 0 || bytes + w->head->bytes <= CALL_BYTES)) {
+			batch *b = w->head;
+
 			w->head = b->next;
 			if (w->head == NULL)
 				w->tail = NULL;
 			w->queued--;
-			pthread_cond_signal(&w->nonfull);
+			w->queued_bytes -= b->bytes;
+			bytes += b->bytes;
+			bs[n++] = b;
 		}
+		if (n > 0)
+			pthread_cond_signal(&w->nonfull);
 		pthread_mutex_unlock(&w->lock);
-		if (b == NULL)
+		if (n == 0)
 			break;
-		if (!atomic_load(&imp->failed) &&
-		    append_batch(imp, b, &err) != 0)
-			import_store_fail(imp, b->line, &err);
-		batch_free(b);
+		if (!atomic_load(&imp->failed))
+			append_batches(imp, bs, n, &err);
+		for (i = 0; i < n; i++)
+			batch_free(bs[i]);
 	}
 	evs_error_clear(&err);
 	return NULL;
@@ -234,7 +292,8 @@ static void push_batch(importer *imp, stream_ent *e)
 	imp->pending_events -= b->n;
 	imp->pending_bytes -= b->bytes;
 	pthread_mutex_lock(&w->lock);
-	while (w->queued >= QUEUE_DEPTH && !atomic_load(&imp->failed))
+	while ((w->queued >= QUEUE_DEPTH || w->queued_bytes >= QUEUE_BYTES) &&
+	       !atomic_load(&imp->failed))
 		pthread_cond_wait(&w->nonfull, &w->lock);
 	b->next = NULL;
 	if (w->tail)
@@ -243,6 +302,7 @@ static void push_batch(importer *imp, stream_ent *e)
 		w->head = b;
 	w->tail = b;
 	w->queued++;
+	w->queued_bytes += b->bytes;
 	pthread_cond_signal(&w->nonempty);
 	pthread_mutex_unlock(&w->lock);
 }

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /** The vtable version this header describes. */
-#define EVS_BACKEND_VERSION 3
+#define EVS_BACKEND_VERSION 4
 
 /**
  * Receives one event from a backend's read slot.
@@ -105,12 +105,29 @@ struct evs_backend {
 	                  evs_event *const *events, size_t n_events,
 	                  unsigned int flags, evs_error *err);
 
-	/* ---- version 4 and later: append new slots here, never reorder ---- */
+	/* ---- version 4 ---- */
+
+	/**
+	 * Optional (NULL: the front end sends the requests one by one
+	 * through append_ext or append, and refuses EVS_APPEND_ATOMIC with
+	 * EVS_EUNSUPPORTED). Follows evs_store_append_many(): requests take
+	 * effect in array order, each with the rules of append; with
+	 * EVS_APPEND_ATOMIC all or none. Sets rc, replayed and version of
+	 * every request; returns 0, or the first failing request's rc (err
+	 * filled for it), or a whole-call error after setting every rc to
+	 * it. The front end has checked every request as it checks an
+	 * append (n_events is at least 1) and that n_reqs is at least 1;
+	 * flags holds only EVS_APPEND_ATOMIC and EVS_APPEND_KEEP_TIME.
+	 */
+	int (*append_many)(evs_backend *be, evs_append_req *reqs,
+	                   size_t n_reqs, unsigned int flags, evs_error *err);
+
+	/* ---- version 5 and later: append new slots here, never reorder ---- */
 };
 
 /** Initialiser for a backend vtable. */
 #define EVS_BACKEND_INIT \
-	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, NULL}
+	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /**
  * Wraps a backend in a store handle.

@@ -32,8 +32,11 @@ typedef enum {
 	                            configuration; retrying will not help */
 	EVS_ELEASE = -13,      /**< a subscription's lease is held by, or was
 	                            taken over by, another instance */
-	EVS_EREWOUND = -14     /**< a subscription's checkpoint names an event
+	EVS_EREWOUND = -14,    /**< a subscription's checkpoint names an event
 	                            the store no longer has: it was rewound */
+	EVS_ENOTSTORED = -15   /**< a request of an atomic multi-stream
+	                            append that was not stored because
+	                            another request of the call failed */
 } evs_code;
 
 /**

@@ -12,10 +12,10 @@ extern "C" {
 #endif
 
 /** The options-struct version this header describes. */
-#define EVS_PG_OPTIONS_VERSION 2
+#define EVS_PG_OPTIONS_VERSION 3
 
 /** The schema version (highest sql/ migration) this library works with. */
-#define EVS_PG_SCHEMA_VERSION 3
+#define EVS_PG_SCHEMA_VERSION 4
 
 /** Levels of the messages a log callback receives (PostgreSQL's). */
 #define EVS_LOG_DEBUG 0   /**< DEBUG1 to DEBUG5 */
@@ -79,11 +79,31 @@ typedef struct evs_pg_options {
 	                          once. It costs writers: PostgreSQL commits
 	                          notifying transactions one at a time (README,
 	                          "Subscriptions"); 0: off */
+	/* ---- version 3 ---- */
+	unsigned int group_commit_off; /**< nonzero: every append goes out
+	                                    alone, in a transaction of its
+	                                    own. 0 (the default): group
+	                                    commit, see evs_store_open_pg() */
+	unsigned int group_max_appends; /**< most appends sent together;
+	                                     0: 64 */
+	size_t group_max_bytes; /**< most bytes of event data and metadata
+	                             sent together (an append above it goes
+	                             alone); 0: 1 MiB */
+	unsigned int group_lanes; /**< groups in flight at once; appends are
+	                               spread over them by aggregate id, so
+	                               one stream's appends share a lane;
+	                               0: 2 */
+	unsigned int group_lock_wait_ms; /**< longest wait of a group for a
+	                                      stream's row lock (one held by
+	                                      another session) before its
+	                                      appends go out one by one;
+	                                      0: 1000 */
 } evs_pg_options;
 
 /** Defaults for evs_pg_options. */
 #define EVS_PG_OPTIONS_INIT \
-	{EVS_PG_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0}
+	{EVS_PG_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, \
+	 0, 0, 0, 0, 0}
 
 /**
  * Opens a store on a PostgreSQL database whose schema was created by the
@@ -114,7 +134,27 @@ typedef struct evs_pg_options {
  * append_events function, one round trip either way. When the
  * compare-and-set matches nothing (a conflict, a replay, a stream not
  * there yet), a second round trip calls the function, which reports the
- * true version or the idempotent replay. Reads page through a stream,
+ * true version or the idempotent replay.
+ *
+ * Group commit (unless opts->group_commit_off): evs_store_append() calls
+ * that different threads make at the same time are sent together, as one
+ * call of the schema's append_many function: one round trip and one
+ * commit for all of them, which is how a busy store stops paying one
+ * commit flush per append. Nothing waits for a group to form: an append
+ * with none in flight before it on its lane goes out at once, alone; the
+ * appends that arrive while one is in flight go out together next
+ * (at most group_max_appends, group_max_bytes). Each append keeps its own
+ * expected-version check and gets exactly the answer it would get alone
+ * (a conflict or duplicate fails that append only; two appends to one
+ * stream behave as if sent one after the other), and returns only after
+ * its group committed. If the connection breaks under a group, every
+ * append of it fails with EVS_EUNAVAILABLE, and resending is a replay as
+ * always. A group the server refuses as a whole (a lock held past
+ * group_lock_wait_ms, a value the database cannot hold, a role without
+ * EXECUTE on append_many) is sent again one append at a time. Appends
+ * with flags (evs_store_append_ext()) always go alone.
+ *
+ * Reads page through a stream,
  * holding at most read_buffer_bytes of events plus one; the callbacks
  * run with no connection held and no statement open, so they may call
  * the store, even with a pool of one.

@@ -108,6 +108,77 @@ EVS_EXTERN(int) evs_store_append_ext(evs_append_result *out,
                                      evs_error *err);
 
 /**
+ * One append of evs_store_append_many(): the inputs as for
+ * evs_store_append(), and the outcome of this request.
+ */
+typedef struct evs_append_req {
+	const char *aggregate_id;  /**< borrowed for the call */
+	int64_t expected_version;  /**< as for evs_store_append() */
+	evs_event *const *events;  /**< borrowed for the call; ids distinct */
+	size_t n_events;           /**< 1 or more */
+	int rc;                    /**< out: 0 (stored, or an idempotent
+	                                replay), EVS_ECONFLICT, EVS_EDUPLICATE,
+	                                EVS_EINVALID (this request is malformed),
+	                                EVS_ENOTSTORED (valid, but its atomic
+	                                call failed), or the whole call's error */
+	int replayed;              /**< out: 1 when rc is 0 and every event was
+	                                already stored there (nothing written) */
+	int64_t version;           /**< out: rc 0: the version of the request's
+	                                last event; EVS_ECONFLICT: the stream's
+	                                version as this request found it
+	                                (EVS_NO_VERSION: no events);
+	                                EVS_EDUPLICATE: the version holding the
+	                                reused id; otherwise EVS_NO_VERSION */
+} evs_append_req;
+
+/**
+ * Flag of evs_store_append_many(): store every request or none. Without
+ * it each request succeeds or fails on its own.
+ */
+#define EVS_APPEND_ATOMIC 2u
+
+/**
+ * Appends to several streams (or several times to one) in one call: one
+ * transaction and one round trip on PostgreSQL. Every request keeps the
+ * rules of evs_store_append(): its own expected-version check with the
+ * same sentinels, idempotent replay by event id, EVS_EDUPLICATE for any
+ * other reuse of an id. Requests take effect in array order, as if sent
+ * one after the other: a request on a stream sees the requests before it
+ * on that stream (and an event id of an earlier request on the same
+ * stream counts as stored).
+ *
+ * Without EVS_APPEND_ATOMIC a request that fails (conflict, duplicate,
+ * malformed) stores nothing and does not stop the others. With it, every
+ * request is stored or none is: a failing request has its own code and
+ * the others EVS_ENOTSTORED; a malformed request refuses the whole call
+ * before anything is sent.
+ *
+ * The store's PostgreSQL role needs EXECUTE on append_many() (README,
+ * "Least privilege"); with EVS_APPEND_KEEP_TIME, on import_many().
+ *
+ * @param store   borrowed
+ * @param reqs    borrowed for the call; the out fields of every request
+ *                are always set
+ * @param n_reqs  0 (nothing to do: returns 0) or more
+ * @param flags   0, EVS_APPEND_ATOMIC, EVS_APPEND_KEEP_TIME, or both
+ *                (EVS_APPEND_KEEP_TIME as for evs_store_append_ext(), for
+ *                every request)
+ * @param err     may be NULL; filled with the first failing request's
+ *                details (in array order), or the whole call's error
+ * @return 0 when every request succeeded; otherwise the code of the first
+ *         failing request in array order (never EVS_ENOTSTORED); or a
+ *         whole-call error, which every request's rc repeats: EVS_EINVALID
+ *         (NULL reqs, an unknown flag), EVS_EUNSUPPORTED (a backend
+ *         without multi-stream appends, with EVS_APPEND_ATOMIC or
+ *         EVS_APPEND_KEEP_TIME), or a store error (EVS_ENOMEM, EVS_EDB,
+ *         EVS_ETIMEOUT; EVS_EUNAVAILABLE: the outcome is unknown, resend
+ *         the same requests: what was stored is a replay)
+ */
+EVS_EXTERN(int) evs_store_append_many(evs_store *store, evs_append_req *reqs,
+                                      size_t n_reqs, unsigned int flags,
+                                      evs_error *err);
+
+/**
  * Loads the events of one aggregate whose version is greater than
  * @p from_version, oldest first.
  * @param[out] out      yours: free with evs_event_list_free(); NULL on

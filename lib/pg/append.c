@@ -107,21 +107,23 @@ static void format_utc(char *out, size_t size, int64_t us)
 	         (long long)(sod % 60), (long long)frac, y <= 0 ? " BC" : "");
 }
 
-/* The batch as the text arrays of the append statements: ids, types,
- * data, metadata and, with times, recorded_at. */
-static int encode_batch(sbuf arrays[5], evs_event *const *events, size_t n,
-                        int times)
+/* Adds events to the text arrays of the append statements (ids, types,
+ * data, metadata and, with times, recorded_at), after `had` elements
+ * already there. The arrays are opened by the first call (had 0) and
+ * closed by encode_close(). */
+static int encode_events(sbuf arrays[5], evs_event *const *events, size_t n,
+                         int times, size_t had)
 {
 	size_t i, k = times ? 5 : 4;
 	int bad = 0;
 
-	for (i = 0; i < k && !bad; i++)
+	for (i = 0; i < k && !bad && had == 0; i++)
 		bad = sb_add(&arrays[i], "{", 1);
 	for (i = 0; i < n && !bad; i++) {
 		const evs_event *ev = events[i];
 		char id[EVS_UUID_STRLEN + 1], when[64];
-		const char *sep = i ? "," : "";
-		size_t s = i ? 1 : 0;
+		const char *sep = i + had ? "," : "";
+		size_t s = i + had ? 1 : 0;
 
 		evs_uuid_format(id, &ev->id);
 		bad = sb_add(&arrays[0], sep, s) ||
@@ -142,9 +144,26 @@ static int encode_batch(sbuf arrays[5], evs_event *const *events, size_t n,
 			      sb_add_array_elem(&arrays[4], when, strlen(when));
 		}
 	}
-	for (i = 0; i < k && !bad; i++)
-		bad = sb_add(&arrays[i], "}", 1);
 	return bad ? -1 : 0;
+}
+
+static int encode_close(sbuf *arrays, size_t k)
+{
+	size_t i;
+
+	for (i = 0; i < k; i++)
+		if (sb_add(&arrays[i], "}", 1) < 0)
+			return -1;
+	return 0;
+}
+
+/* The batch as the text arrays of the single-append statements. */
+static int encode_batch(sbuf arrays[5], evs_event *const *events, size_t n,
+                        int times)
+{
+	if (encode_events(arrays, events, n, times, 0) < 0)
+		return -1;
+	return encode_close(arrays, times ? 5 : 4);
 }
 
 /* ---- replies ------------------------------------------------------------------ */
@@ -188,12 +207,11 @@ static int has_state(const PGresult *res, const char *state,
 
 /* ---- append ------------------------------------------------------------------- */
 
-int evs__pg_append_ext(evs_append_result *out, evs_backend *be,
-                       const char *id, int64_t expected,
-                       evs_event *const *events, size_t n,
-                       unsigned int flags, evs_error *err)
+int evs__pg_append_alone(evs_append_result *out, pg_backend *pb,
+                         const char *id, int64_t expected,
+                         evs_event *const *events, size_t n,
+                         unsigned int flags, evs_error *err)
 {
-	pg_backend *pb = (pg_backend *)be;
 	int times = (flags & EVS_APPEND_KEEP_TIME) != 0;
 	const char *fn = times ? PG_IMPORT : PG_APPEND;
 	sbuf arrays[5];
@@ -297,6 +315,20 @@ out:
 	return rc;
 }
 
+int evs__pg_append_ext(evs_append_result *out, evs_backend *be,
+                       const char *id, int64_t expected,
+                       evs_event *const *events, size_t n,
+                       unsigned int flags, evs_error *err)
+{
+	pg_backend *pb = (pg_backend *)be;
+
+	if (flags == 0 && pb->lanes != NULL)
+		return evs__pg_group_append(out, pb, id, expected, events, n,
+		                            err);
+	return evs__pg_append_alone(out, pb, id, expected, events, n, flags,
+	                            err);
+}
+
 int evs__pg_append(int64_t *version_out, evs_backend *be, const char *id,
                    int64_t expected, evs_event *const *events, size_t n,
                    evs_error *err)
@@ -306,5 +338,249 @@ int evs__pg_append(int64_t *version_out, evs_backend *be, const char *id,
 
 	if (rc == 0)
 		*version_out = res.version;
+	return rc;
+}
+
+/* ---- several appends in one call -------------------------------------------- */
+
+/* The status column of append_many() and import_many(). */
+enum {
+	MANY_APPENDED = 0,
+	MANY_REPLAY = 1,
+	MANY_CONFLICT = 2,
+	MANY_DUPLICATE = 3,
+	MANY_NOT_STORED = 9
+};
+
+/* Builds the nine (append_many) or nine (import_many) parameters of a
+ * call. arrays[0..4] are the events' arrays, arrays[5..7] the stream ids,
+ * expected versions and counts. */
+static int encode_many(sbuf arrays[8], const evs_append_req *reqs, size_t n,
+                       int times)
+{
+	size_t i, had = 0;
+	int bad = 0;
+
+	for (i = 0; i < n && !bad; i++) {
+		const evs_append_req *r = &reqs[i];
+		char num[48];
+		const char *sep = i ? "," : "{";
+
+		bad = encode_events(arrays, r->events, r->n_events, times,
+		                    had) < 0 ||
+		      sb_add(&arrays[5], sep, 1) ||
+		      sb_add_array_elem(&arrays[5], r->aggregate_id,
+		                        strlen(r->aggregate_id));
+		had += r->n_events;
+		snprintf(num, sizeof(num), "%s%lld", sep,
+		         (long long)r->expected_version);
+		bad = bad || sb_add(&arrays[6], num, strlen(num));
+		snprintf(num, sizeof(num), "%s%zu", sep, r->n_events);
+		bad = bad || sb_add(&arrays[7], num, strlen(num));
+	}
+	if (bad || encode_close(arrays, times ? 5 : 4) < 0)
+		return -1;
+	for (i = 5; i < 8; i++)
+		if (sb_add(&arrays[i], "}", 1) < 0)
+			return -1;
+	return 0;
+}
+
+/* Fills the requests from append_many()'s rows. Returns 0, or -1 when
+ * the reply does not have their shape. */
+static int take_many_rows(evs_append_req *reqs, size_t n, const PGresult *res)
+{
+	size_t i;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+	    (size_t)PQntuples(res) != n || PQnfields(res) < 4)
+		return -1;
+	for (i = 0; i < n; i++) {
+		evs_append_req *r = &reqs[i];
+		int row = (int)i;
+		int status = atoi(PQgetvalue(res, row, 1));
+
+		if (strtoull(PQgetvalue(res, row, 0), NULL, 10) != i + 1)
+			return -1;
+		r->replayed = 0;
+		r->version = PQgetisnull(res, row, 2)
+		                     ? EVS_NO_VERSION
+		                     : strtoll(PQgetvalue(res, row, 2), NULL, 10);
+		switch (status) {
+		case MANY_APPENDED:
+			r->rc = 0;
+			break;
+		case MANY_REPLAY:
+			r->rc = 0;
+			r->replayed = 1;
+			break;
+		case MANY_CONFLICT:
+			r->rc = EVS_ECONFLICT;
+			break;
+		case MANY_DUPLICATE:
+			r->rc = EVS_EDUPLICATE;
+			break;
+		case MANY_NOT_STORED:
+			r->rc = EVS_ENOTSTORED;
+			r->version = EVS_NO_VERSION;
+			break;
+		default:
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Fills e for a failed request (row i of the reply). */
+static void fill_req_error(const evs_append_req *r, const PGresult *res,
+                           int i, evs_error *e)
+{
+	if (r->rc == EVS_ECONFLICT) {
+		evs_error_set_conflict(e, r->aggregate_id, r->expected_version,
+		                       r->version);
+	} else if (r->rc == EVS_EDUPLICATE) {
+		evs_error_set(e, EVS_EDUPLICATE, "23505",
+		              "event id %s is already stored in aggregate "
+		              "\"%s\" at version %lld",
+		              PQgetvalue(res, i, 3), r->aggregate_id,
+		              (long long)r->version);
+		evs__error_set_aggregate(e, r->aggregate_id);
+	} else {
+		evs_error_set(e, r->rc, NULL,
+		              "not stored: another request of the atomic call "
+		              "failed");
+	}
+}
+
+/* err for the first failed request (in array order, not counting
+ * EVS_ENOTSTORED), and each[i] (when not NULL) for every failed one;
+ * returns the first one's code, or 0 when none failed. */
+static int report_failures(const evs_append_req *reqs, size_t n,
+                           const PGresult *res, evs_error *err,
+                           evs_error *each)
+{
+	size_t i;
+	int first = 0;
+
+	for (i = 0; i < n; i++) {
+		const evs_append_req *r = &reqs[i];
+
+		if (r->rc == 0)
+			continue;
+		if (each != NULL)
+			fill_req_error(r, res, (int)i, &each[i]);
+		if (first == 0 && r->rc != EVS_ENOTSTORED) {
+			first = r->rc;
+			fill_req_error(r, res, (int)i, err);
+		}
+	}
+	return first;
+}
+
+int evs__pg_many_on_slot(pg_backend *pb, pg_slot *slot, evs_append_req *reqs,
+                         size_t n, unsigned int flags,
+                         unsigned int lock_wait_ms, int64_t deadline,
+                         int *whole, evs_error *err, evs_error *each)
+{
+	int times = (flags & EVS_APPEND_KEEP_TIME) != 0;
+	sbuf arrays[8];
+	char wait_text[16];
+	const char *params[9];
+	PGresult *res = NULL;
+	int rc, i;
+
+	*whole = PG_MANY_OK;
+	memset(arrays, 0, sizeof(arrays));
+	if (encode_many(arrays, reqs, n, times) < 0) {
+		*whole = PG_MANY_LOCAL;
+		rc = evs__error_nomem(err);
+		goto out;
+	}
+	snprintf(wait_text, sizeof(wait_text), "%u", lock_wait_ms);
+	params[0] = arrays[5].p;
+	params[1] = arrays[6].p;
+	params[2] = arrays[7].p;
+	for (i = 0; i < 4; i++)
+		params[3 + i] = arrays[i].p;
+	if (times) {
+		params[7] = arrays[4].p;
+		params[8] = (flags & EVS_APPEND_ATOMIC) ? "t" : "f";
+	} else {
+		params[7] = (flags & EVS_APPEND_ATOMIC) ? "t" : "f";
+		params[8] = wait_text;
+	}
+	rc = evs__pg_exec(&res, pb, slot, times ? PG_IMPORT_MANY : PG_APPEND_MANY,
+	                  NULL, 9, params, deadline, "could not append events",
+	                  err);
+	if (rc < 0) {
+		*whole = PG_MANY_LOCAL;
+		goto out;
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*whole = PG_MANY_SERVER;
+		rc = evs__pg_error(err, slot->conn, res,
+		                   "could not append events");
+		goto out;
+	}
+	if (take_many_rows(reqs, n, res) < 0) {
+		*whole = PG_MANY_SERVER;
+		rc = evs_error_set(err, EVS_EDB, NULL,
+		                   "could not append events: the server's "
+		                   "append_many() replied with an unexpected "
+		                   "shape (%d rows for %zu requests)",
+		                   PQntuples(res), n);
+		goto out;
+	}
+	rc = report_failures(reqs, n, res, err, each);
+out:
+	PQclear(res);
+	for (i = 0; i < 8; i++)
+		free(arrays[i].p);
+	return rc;
+}
+
+/* Every request's outcome is the whole call's error. */
+static int fail_all(evs_append_req *reqs, size_t n, int code)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		reqs[i].rc = code;
+		reqs[i].replayed = 0;
+		reqs[i].version = EVS_NO_VERSION;
+	}
+	return code;
+}
+
+static int alone(evs_append_result *out, void *ctx, const char *id,
+                 int64_t expected, evs_event *const *events, size_t n,
+                 unsigned int flags, evs_error *err)
+{
+	return evs__pg_append_alone(out, ctx, id, expected, events, n,
+	                            flags & EVS_APPEND_KEEP_TIME, err);
+}
+
+int evs__pg_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
+                        unsigned int flags, evs_error *err)
+{
+	pg_backend *pb = (pg_backend *)be;
+	pg_slot *slot;
+	int rc, whole;
+
+	if ((rc = evs__pg_acquire(&slot, pb, err)) < 0)
+		return fail_all(reqs, n, rc);
+	rc = evs__pg_many_on_slot(pb, slot, reqs, n, flags, 0,
+	                          evs__pg_deadline(pb->call_timeout_ms),
+	                          &whole, err, NULL);
+	evs__pg_release(pb, slot);
+	if (whole == PG_MANY_SERVER && !(flags & EVS_APPEND_ATOMIC)) {
+		/* The server refused the call as a whole (a value the
+		 * database cannot hold, no EXECUTE on append_many(), a
+		 * timeout): one request at a time finds which fail. */
+		evs__error_reset(err);
+		return evs__append_each(reqs, n, flags, alone, pb, err);
+	}
+	if (whole != PG_MANY_OK)
+		return fail_all(reqs, n, rc);
 	return rc;
 }

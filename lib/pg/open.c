@@ -16,9 +16,14 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define DEFAULT_CALL_TIMEOUT_MS 60000
 #define DEFAULT_READ_BUFFER_BYTES ((size_t)1 << 20)
+#define DEFAULT_GROUP_MAX_APPENDS 64
+#define DEFAULT_GROUP_MAX_BYTES ((size_t)1 << 20)
+#define DEFAULT_GROUP_LANES 2
+#define DEFAULT_GROUP_LOCK_WAIT_MS 1000
 
 /* How much of an evs_pg_options each version has. */
 #define OPTIONS_V1_SIZE offsetof(evs_pg_options, connect_timeout_ms)
+#define OPTIONS_V2_SIZE offsetof(evs_pg_options, group_commit_off)
 
 static void pg_free(evs_backend *be)
 {
@@ -30,6 +35,7 @@ static void pg_free(evs_backend *be)
 	for (i = 0; pb->slots != NULL && i < pb->pool_size; i++)
 		evs__pg_drop(pb->slots[i].conn);
 	free(pb->slots);
+	evs__pg_group_free(pb);
 	pthread_mutex_destroy(&pb->lock);
 	pthread_cond_destroy(&pb->freed);
 	free(pb->conninfo);
@@ -130,8 +136,9 @@ static int check_options(evs_pg_options *o, const evs_pg_options *given,
 			                     EVS_PG_OPTIONS_VERSION);
 		/* A caller built against an older header passed a smaller
 		 * struct: read only what it has. */
-		memcpy(o, given, given->version == 1 ? OPTIONS_V1_SIZE
-		                                      : sizeof(*o));
+		memcpy(o, given, given->version == 1   ? OPTIONS_V1_SIZE
+		                 : given->version == 2 ? OPTIONS_V2_SIZE
+		                                       : sizeof(*o));
 		o->version = EVS_PG_OPTIONS_VERSION;
 	}
 	if (o->schema == NULL)
@@ -155,6 +162,18 @@ static int check_options(evs_pg_options *o, const evs_pg_options *given,
 		o->call_timeout_ms = DEFAULT_CALL_TIMEOUT_MS;
 	if (o->read_buffer_bytes == 0)
 		o->read_buffer_bytes = DEFAULT_READ_BUFFER_BYTES;
+	if (o->group_max_appends == 0)
+		o->group_max_appends = DEFAULT_GROUP_MAX_APPENDS;
+	if (o->group_max_bytes == 0)
+		o->group_max_bytes = DEFAULT_GROUP_MAX_BYTES;
+	if (o->group_lanes == 0)
+		o->group_lanes = DEFAULT_GROUP_LANES;
+	if (o->group_lanes > MAX_POOL_SIZE)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "opts->group_lanes %u is more than %d",
+		                     o->group_lanes, MAX_POOL_SIZE);
+	if (o->group_lock_wait_ms == 0)
+		o->group_lock_wait_ms = DEFAULT_GROUP_LOCK_WAIT_MS;
 	return 0;
 }
 
@@ -164,7 +183,6 @@ static int check_options(evs_pg_options *o, const evs_pg_options *given,
 static void channel_name(char *out, size_t size, const char *schema)
 {
 	const char *p;
-	uint64_t h = 1469598103934665603ull;
 
 	for (p = schema; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
@@ -174,11 +192,8 @@ static void channel_name(char *out, size_t size, const char *schema)
 		snprintf(out, size, "evstore_%s", schema);
 		return;
 	}
-	for (p = schema; *p; p++) {
-		h ^= (unsigned char)*p;
-		h *= 1099511628211ull;
-	}
-	snprintf(out, size, "evstore_%016llx", (unsigned long long)h);
+	snprintf(out, size, "evstore_%016llx",
+	         (unsigned long long)evs__hash_str(schema));
 }
 
 /* A conninfo that libpq cannot parse is a configuration error, whatever
@@ -238,6 +253,7 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->base.free = pg_free;
 	pb->base.read_all = evs__pg_read_all;
 	pb->base.append_ext = evs__pg_append_ext;
+	pb->base.append_many = evs__pg_append_many;
 	pb->pool_size = o.pool_size;
 	pb->pool_timeout_ms = o.pool_timeout_ms;
 	pb->connect_timeout_ms = o.connect_timeout_ms;
@@ -253,9 +269,15 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->prepare_sql = evs__pg_prepare_sql(o.schema,
 	                                      o.notify ? pb->channel : NULL);
 	pb->slots = calloc(o.pool_size, sizeof(*pb->slots));
+	pb->group_max_appends = o.group_max_appends;
+	pb->group_max_bytes = o.group_max_bytes;
+	pb->group_lock_wait_ms = o.group_lock_wait_ms;
+	atomic_init(&pb->many_denied, 0);
 	if (pb->conninfo == NULL || pb->schema == NULL ||
 	    pb->session_sql == NULL || pb->prepare_sql == NULL ||
-	    pb->slots == NULL) {
+	    pb->slots == NULL ||
+	    (!o.group_commit_off &&
+	     evs__pg_group_init(pb, o.group_lanes) < 0)) {
 		pg_free(&pb->base);
 		return evs__error_nomem(err);
 	}

@@ -3,7 +3,9 @@
  *   pool.c        connecting (settings forced, bounded waits), the pool
  *   exec.c        one request and its reply, within a deadline
  *   statements.c  the SQL evstore sends, in one place
- *   append.c      appends: one statement, or the schema's functions
+ *   append.c      appends: one statement, or the schema's functions;
+ *                 several appends in one call (append_many)
+ *   group.c       group commit: concurrent appends sent together
  *   read.c        one paging loop for a stream and for all streams
  *   subscription.c  leases, checkpoints, feeds and wake-ups of
  *                 subscriptions (sub_int.h)
@@ -48,12 +50,23 @@ typedef struct pg_backend {
 	pg_slot *slots;
 	/* Nonzero: the role may run PG_APPEND_CAS (see append.c). */
 	atomic_int one_statement;
+	/* Group commit (group.c); lanes is NULL when it is off. */
+	struct pg_lane *lanes;
+	unsigned int n_lanes;
+	unsigned int group_max_appends;
+	size_t group_max_bytes;
+	unsigned int group_lock_wait_ms;
+	/* Nonzero once the server refused append_many() for want of a
+	 * privilege: groups go out one append at a time from then on. */
+	atomic_int many_denied;
 } pg_backend;
 
 /* The prepared statements (statements.c has their text). */
 #define PG_APPEND "evs_append"         /* append_events() */
 #define PG_APPEND_CAS "evs_append_cas" /* one-statement compare-and-set */
 #define PG_IMPORT "evs_import"         /* import_events() */
+#define PG_APPEND_MANY "evs_append_many" /* append_many() */
+#define PG_IMPORT_MANY "evs_import_many" /* import_many() */
 #define PG_READ "evs_read"             /* a page of one stream */
 #define PG_READ_ALL "evs_read_all"     /* a page of the fenced feed */
 #define PG_HEAD "evs_head"             /* a stream's version */
@@ -181,6 +194,43 @@ int evs__pg_append_ext(evs_append_result *out, evs_backend *be,
                        const char *id, int64_t expected,
                        evs_event *const *events, size_t n,
                        unsigned int flags, evs_error *err);
+/* One append in a transaction of its own (no group commit). */
+int evs__pg_append_alone(evs_append_result *out, pg_backend *pb,
+                         const char *id, int64_t expected,
+                         evs_event *const *events, size_t n,
+                         unsigned int flags, evs_error *err);
+
+/* ---- group.c --------------------------------------------------------------- */
+
+/* One append through group commit (pb->lanes): alone when nothing is in
+ * flight on its lane, else together with the appends that queued behind
+ * the one in flight. */
+int evs__pg_group_append(evs_append_result *out, pg_backend *pb,
+                         const char *id, int64_t expected,
+                         evs_event *const *events, size_t n,
+                         evs_error *err);
+
+/* Makes pb->lanes (n of them); frees them. */
+int evs__pg_group_init(pg_backend *pb, unsigned int n_lanes);
+void evs__pg_group_free(pg_backend *pb);
+
+int evs__pg_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
+                        unsigned int flags, evs_error *err);
+
+/* One append_many() (import_many() with EVS_APPEND_KEEP_TIME) call on an
+ * acquired slot, filling every request. Returns 0, the first failing
+ * request's rc (err filled for it), or a whole-call code with *whole
+ * saying why: PG_MANY_LOCAL (no reply: the connection broke, the
+ * deadline passed, out of memory; the outcome is unknown) or
+ * PG_MANY_SERVER (the server refused the call: nothing stored). The
+ * requests' fields are set only when *whole is PG_MANY_OK; then each
+ * (when not NULL, n records) gets every failed request's error. */
+enum { PG_MANY_OK = 0, PG_MANY_LOCAL = 1, PG_MANY_SERVER = 2 };
+int evs__pg_many_on_slot(pg_backend *pb, pg_slot *slot, evs_append_req *reqs,
+                         size_t n, unsigned int flags,
+                         unsigned int lock_wait_ms, int64_t deadline,
+                         int *whole, evs_error *err, evs_error *each);
+
 int evs__pg_read(evs_backend *be, const char *id, int64_t after,
                  evs_backend_event_cb cb, void *payload, evs_error *err);
 int evs__pg_read_all(evs_backend *be, const evs_position *after,

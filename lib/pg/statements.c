@@ -105,7 +105,7 @@ char *evs__pg_session_sql(unsigned int statement_timeout_ms,
 
 char *evs__pg_prepare_sql(const char *schema, const char *channel)
 {
-	char *q = quote_ident(schema), *sql, notify[128] = "",
+	char *q = quote_ident(schema), *sql, *many, *all, notify[128] = "",
 	     notify_if[160] = "";
 
 	if (q == NULL)
@@ -200,8 +200,23 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"event_id = ANY ($2) ORDER BY version LIMIT 1;",
 		notify_if, q, q, q, notify, notify_if, q, q, q, q, q, q, q, q,
 		q, q, q);
+	/* Several appends in one call (sql/0004); the server collapses a
+	 * transaction's identical notifications into one. */
+	many = format(
+		"PREPARE " PG_APPEND_MANY "(text[], int8[], int4[], uuid[], "
+		"text[], jsonb[], jsonb[], bool, int4) AS SELECT item, status, "
+		"version, event_id%s FROM %s.append_many($1, $2, $3, $4, $5, "
+		"$6, $7, $8, $9);"
+		"PREPARE " PG_IMPORT_MANY "(text[], int8[], int4[], uuid[], "
+		"text[], jsonb[], jsonb[], timestamptz[], bool) AS SELECT "
+		"item, status, version, event_id%s FROM %s.import_many($1, "
+		"$2, $3, $4, $5, $6, $7, $8, $9);",
+		notify_if, q, notify_if, q);
 	free(q);
-	return sql;
+	all = sql && many ? format("%s%s", sql, many) : NULL;
+	free(sql);
+	free(many);
+	return all;
 }
 
 /* What holds the feed back (evs_store_feed_info). $1: none. */

@@ -727,7 +727,10 @@ GRANT USAGE ON SCHEMA "$A", "$B" TO "$role";
 GRANT SELECT ON ALL TABLES IN SCHEMA "$A", "$B" TO "$role";
 GRANT EXECUTE ON FUNCTION "$A".append_events(text, bigint, uuid[], text[], jsonb[], jsonb[]) TO "$role";
 GRANT EXECUTE ON FUNCTION "$B".append_events(text, bigint, uuid[], text[], jsonb[], jsonb[]) TO "$role";
--- What a DBA grants a role that restores exports: in B only.
+GRANT EXECUTE ON FUNCTION "$A".append_many(text[], bigint[], integer[], uuid[], text[], jsonb[], jsonb[], boolean, integer) TO "$role";
+GRANT EXECUTE ON FUNCTION "$B".append_many(text[], bigint[], integer[], uuid[], text[], jsonb[], jsonb[], boolean, integer) TO "$role";
+-- What a DBA grants a role that restores exports: in B only (import_events
+-- without import_many: an import then sends one stream batch at a time).
 GRANT EXECUTE ON FUNCTION "$B".import_events(text, bigint, uuid[], text[], jsonb[], jsonb[], timestamptz[]) TO "$role";
 SQL
 	head -n 50 "$tmp/source.ndjson" >"$tmp/fifty.ndjson"
@@ -736,7 +739,7 @@ SQL
 	stored=$(psql_q -c "SELECT count(*) FROM \"$A\".events")
 	check "an application role cannot keep times: exit 1, what to do, nothing stored" \
 		eval 'rc_is 1 && out_is "" && [ "$stored" = 0 ] &&
-		      err_is "evstore: the role may not keep recorded times: have a DBA grant EXECUTE on function $A.import_events(text, bigint, uuid[], text[], jsonb[], jsonb[], timestamptz[]), or run with --server-time"'
+		      err_is "evstore: the role may not keep recorded times: have a DBA grant EXECUTE on functions $A.import_many(text[], bigint[], integer[], uuid[], text[], jsonb[], jsonb[], timestamptz[], boolean) and $A.import_events(text, bigint, uuid[], text[], jsonb[], jsonb[], timestamptz[]), or run with --server-time"'
 	run "$evstore" import "$tmp/fifty.ndjson" --schema "$A" \
 		--dsn "$role_dsn" --server-time --jobs 2
 	stored=$(psql_q -c "SELECT count(*) FROM \"$A\".events

@@ -1260,6 +1260,7 @@ Suite *contract_suite(const contract_backend *be)
 	suite_add_tcase(s, tc);
 
 	ct_add_args_tests(s);
+	ct_add_many_tests(s);
 	ct_add_sub_tests(s);
 	return s;
 }

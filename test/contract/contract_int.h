@@ -46,6 +46,9 @@ void ct_race(const char *id, int threads, int tries);
  * the argument, and nothing is stored. */
 void ct_add_args_tests(Suite *s);
 
+/* The tcases of contract_many.c: evs_store_append_many(). */
+void ct_add_many_tests(Suite *s);
+
 /* The tcases of contract_sub.c: subscriptions, on every backend. */
 void ct_add_sub_tests(Suite *s);
 

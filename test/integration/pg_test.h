@@ -25,5 +25,6 @@ Suite *settings_suite(void); /* check_settings.c: forced settings, notices */
 Suite *faults_suite(void);   /* check_faults.c: deadlines, refused logins */
 Suite *reads_suite(void);    /* check_reads.c: byte-bounded reads */
 Suite *subs_suite(void);     /* check_subs.c: subscriptions on PostgreSQL */
+Suite *group_suite(void);    /* check_group.c: group commit, append_many */
 
 #endif

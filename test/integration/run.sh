@@ -135,6 +135,14 @@ GRANT EXECUTE ON FUNCTION "$schema".subscription_release(text, integer,
 	bigint) TO "$role";
 SQL
 done
+# append_many (migration 0004) for two of them: the hostile role keeps to
+# 0001's grants, and its group commit falls back to single appends.
+for role in "$app" "$fast"; do
+	psql_as "$owner_dsn" <<SQL
+GRANT EXECUTE ON FUNCTION "$schema".append_many(text[], bigint[], integer[],
+	uuid[], text[], jsonb[], jsonb[], boolean, integer) TO "$role";
+SQL
+done
 for role in "$fast" "$hostile"; do
 	psql_as "$owner_dsn" <<SQL
 GRANT UPDATE (version, last_key) ON "$schema".streams TO "$role";
@@ -202,7 +210,8 @@ done
 # The owner-only functions stayed owner-only, default privileges or not.
 leaked=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM pg_proc
 	WHERE pronamespace = '\"$old\"'::regnamespace
-	  AND proname IN ('import_events', 'append_mismatch')
+	  AND proname IN ('import_events', 'append_mismatch', 'import_many',
+	                  'append_many_core')
 	  AND has_function_privilege('$app', oid, 'EXECUTE')")
 if [ "$leaked" != 0 ]; then
 	echo "run.sh: after 0002, $app may execute $leaked owner-only" \
@@ -233,6 +242,10 @@ echo "== integration: the contract suite, as an application role that may"
 echo "   only read the tables and execute append_events"
 EVS_TEST_PG_DSN=$app_dsn EVS_TEST_PG_NO_IMPORT=1 CK_RUN_SUITE=contract \
 	"$runner"
+echo "== integration: the contract suite with group commit off, as a role"
+echo "   with the optional grants (every append alone, one statement)"
+EVS_TEST_PG_DSN=$fast_dsn EVS_TEST_PG_NO_IMPORT=1 EVS_TEST_PG_GROUP_OFF=1 \
+	CK_RUN_SUITE=contract "$runner"
 # denied DSN STATEMENT: the role behind DSN is refused STATEMENT for want
 # of a privilege, SQLSTATE 42501 (any other failure, or success, fails the
 # run). The statements match no rows: a wrongly granted one changes nothing.

@@ -4,6 +4,8 @@
  *   EVS_TEST_PG_SCHEMA   schema the sql/ migrations were applied to
  *   EVS_TEST_PG_POOL     pool size of the contract stores (default 4)
  *   EVS_TEST_PG_NO_IMPORT  set when the role may not keep recorded times
+ *   EVS_TEST_PG_GROUP_OFF  set: the contract stores send every append
+ *                        alone (group commit is on by default)
  * CK_RUN_SUITE=contract runs the contract suite alone (the least-privilege
  * run does). Exits non-zero when any test fails. */
 #include <check.h>
@@ -26,6 +28,7 @@ static int open_pg(evs_store **out, evs_error *err)
 
 	opts.schema = pg_test_schema();
 	opts.pool_size = pool ? (unsigned int)atoi(pool) : 4;
+	opts.group_commit_off = getenv("EVS_TEST_PG_GROUP_OFF") != NULL;
 	/* Tests may share one process (CK_FORK=no): a fresh prefix per test
 	 * keeps their streams apart in the one schema. */
 	snprintf(prefix, sizeof(prefix), "t%ld-%u-", (long)getpid(), ++opened);
@@ -63,6 +66,7 @@ int main(void)
 	srunner_add_suite(sr, faults_suite());
 	srunner_add_suite(sr, reads_suite());
 	srunner_add_suite(sr, subs_suite());
+	srunner_add_suite(sr, group_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
