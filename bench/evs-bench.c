@@ -45,6 +45,11 @@ typedef struct {
 	unsigned notify;     /* the store's evs_pg_options.notify */
 	double interval_ms;  /* latency: each thread appends this often */
 	unsigned subscribers; /* append: subscriptions following the appends */
+	unsigned group_off;  /* the store's evs_pg_options.group_commit_off */
+	unsigned shared;     /* append: streams shared by all threads (0) */
+	unsigned width;      /* append: streams per evs_store_append_many() */
+	unsigned in_flight;  /* the store's evs_pg_options.group_in_flight */
+	unsigned pool;       /* the store's pool size (0: threads) */
 } options;
 
 static void usage(FILE *f)
@@ -77,11 +82,18 @@ static void usage(FILE *f)
 "           evs_store_append() returned (0 when the handler ran first:\n"
 "           counted, see below)\n"
 "\n"
+"  append --shared K: every thread appends to K streams shared by all, at\n"
+"  any version (EVS_ANY_VERSION), instead of streams of its own\n"
+"  append --width W: each call is one atomic evs_store_append_many() of W\n"
+"  requests, one per stream of the thread (--streams is W), each of\n"
+"  --batch events at its exact version; events/s counts all of them\n"
+"\n"
 "  append --subscribers N: N subscriptions (default options, from the end\n"
 "  of the feed) follow the category \"acct\" on threads of their own\n"
 "  while the appends run, with handlers that count and check the order;\n"
 "  they must deliver every event appended within 60 s of the end\n"
-"\n"
+"\n", f);
+	fputs(
 "Options:\n"
 "  --dsn CONNINFO     libpq conninfo (default: $EVS_TEST_PG_DSN)\n"
 "  --schema NAME      evstore schema (default: evs_bench)\n"
@@ -104,6 +116,13 @@ static void usage(FILE *f)
 "                     opens the store with evs_pg_options.notify (poll)\n"
 "  --interval-ms MS   latency: time between a thread's appends (2)\n"
 "  --subscribers N    append: subscriptions following the appends (0)\n"
+"  --group on|off     the store's group commit (evs_pg_options\n"
+"                     .group_commit_off): on, the library's default (on)\n"
+"  --in-flight N      the store's group_in_flight (0: the pool's size)\n"
+"  --pool N           the store's pool size (0: --threads, plus\n"
+"                     subscriptions)\n"
+"  --shared K         append: K streams shared by all threads (0)\n"
+"  --width W          append: requests per evs_store_append_many() (1)\n"
 "  --help             this text\n"
 "\n"
 "Output: RESULT <workload> <threads> <events_per_s> <p50_ms> <p99_ms>\n"
@@ -189,6 +208,23 @@ static int parse_args(options *o, int argc, char **argv)
 			o->interval_ms = strtod(v, NULL);
 		} else if (strcmp(a, "--subscribers") == 0) {
 			o->subscribers = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(a, "--group") == 0) {
+			if (strcmp(v, "on") == 0) {
+				o->group_off = 0;
+			} else if (strcmp(v, "off") == 0) {
+				o->group_off = 1;
+			} else {
+				fprintf(stderr, "evs-bench: --group on or off\n");
+				return -1;
+			}
+		} else if (strcmp(a, "--in-flight") == 0) {
+			o->in_flight = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(a, "--pool") == 0) {
+			o->pool = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(a, "--shared") == 0) {
+			o->shared = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(a, "--width") == 0) {
+			o->width = (unsigned)strtoul(v, NULL, 10);
 		} else {
 			fprintf(stderr, "evs-bench: unknown option %s\n", a);
 			return -1;
@@ -205,12 +241,16 @@ static int parse_args(options *o, int argc, char **argv)
 	}
 	if (o->threads < 1 || o->threads > 256 || o->seconds <= 0 ||
 	    o->batch < 1 || o->batch > 100000 || o->max_attempts < 1 ||
-	    o->interval_ms <= 0 || o->subscribers > 64) {
+	    o->interval_ms <= 0 || o->subscribers > 64 || o->shared > 64 ||
+	    o->width > 64 || (o->shared && o->width > 1)) {
 		fprintf(stderr, "evs-bench: --threads 1..256, --seconds > 0, "
 		                "--batch 1..100000, --max-attempts >= 1, "
-		                "--interval-ms > 0, --subscribers 0..64\n");
+		                "--interval-ms > 0, --subscribers 0..64, "
+		                "--shared 0..64, --width 0..64, not both\n");
 		return -1;
 	}
+	if (o->width > 1)
+		o->streams = o->width;
 	o->notify = strcmp(o->cmd, "latency") == 0 &&
 	            o->wake == EVS_WAKE_NOTIFY;
 	if (o->streams == 0)
@@ -371,9 +411,11 @@ static int open_store(evs_store **store, const options *o, unsigned pool)
 	int rc;
 
 	po.schema = o->schema;
-	po.pool_size = pool;
+	po.pool_size = o->pool ? o->pool : pool;
 	po.pool_timeout_ms = 60000;
 	po.notify = o->notify;
+	po.group_commit_off = o->group_off;
+	po.group_in_flight = o->in_flight;
 	rc = evs_store_open_pg(store, o->dsn, &po, &err);
 	if (rc < 0)
 		fail_err("evs_store_open_pg", rc, &err);
@@ -572,6 +614,13 @@ typedef struct {
 	char id[64];
 } stream_state;
 
+/* A stream every thread appends to (append --shared). */
+typedef struct {
+	char id[64];
+	uint64_t count; /* events appended (atomic) */
+	uint64_t sum;   /* of their id hashes (atomic): the set check */
+} shared_stream;
+
 typedef struct {
 	const options *o;
 	evs_store *store;
@@ -579,10 +628,108 @@ typedef struct {
 	unsigned index;
 	const char *tag;
 	stream_state *streams;
+	shared_stream *shared;
 	histogram h;
 	uint64_t appends, events;
 	int64_t t_end;
 } append_worker;
+
+static void free_batch(evs_event **batch, unsigned n)
+{
+	unsigned b;
+
+	for (b = 0; b < n; b++) {
+		evs_event_free(batch[b]);
+		batch[b] = NULL;
+	}
+}
+
+/* append --shared: one append at any version to a shared stream. */
+static void append_shared(append_worker *w, shared_stream *sh,
+                          evs_event **batch, uint64_t *seq, int64_t t0)
+{
+	const options *o = w->o;
+	evs_error err = EVS_ERROR_INIT;
+	int64_t v = EVS_NO_VERSION;
+	unsigned b;
+	int rc = 0;
+
+	for (b = 0; b < o->batch && rc == 0; b++)
+		rc = make_event(&batch[b], sh->id, w->index, (*seq)++, &err);
+	if (rc == 0)
+		rc = evs_store_append(&v, w->store, sh->id, EVS_ANY_VERSION,
+		                      batch, o->batch, &err);
+	if (rc != 0) {
+		fail_err("append", rc, &err);
+	} else if (v < (int64_t)o->batch - 1) {
+		fail("append to %s returned version %lld", sh->id,
+		     (long long)v);
+	} else {
+		uint64_t sum = 0;
+
+		h_add(&w->h, now_ns() - t0);
+		w->appends++;
+		w->events += o->batch;
+		for (b = 0; b < o->batch; b++)
+			sum += id_hash(evs_event_id(batch[b]));
+		__atomic_add_fetch(&sh->count, o->batch, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&sh->sum, sum, __ATOMIC_RELAXED);
+	}
+	free_batch(batch, o->batch);
+	evs_error_clear(&err);
+}
+
+/* append --width: one atomic call appending to each of the thread's
+ * streams at its exact version. */
+static void append_wide(append_worker *w, evs_event **batch, uint64_t *seq,
+                        int64_t t0)
+{
+	const options *o = w->o;
+	evs_error err = EVS_ERROR_INIT;
+	evs_append_req reqs[64];
+	evs_event **evs = calloc((size_t)o->width * o->batch, sizeof(*evs));
+	unsigned k, b;
+	int rc = evs == NULL ? EVS_ENOMEM : 0;
+
+	(void)batch;
+	for (k = 0; k < o->width && rc == 0; k++) {
+		stream_state *s = &w->streams[k];
+
+		for (b = 0; b < o->batch && rc == 0; b++)
+			rc = make_event(&evs[k * o->batch + b], s->id, w->index,
+			                (*seq)++, &err);
+		memset(&reqs[k], 0, sizeof(reqs[k]));
+		reqs[k].aggregate_id = s->id;
+		reqs[k].expected_version = s->version;
+		reqs[k].events = evs + k * o->batch;
+		reqs[k].n_events = o->batch;
+	}
+	if (rc == 0)
+		rc = evs_store_append_many(w->store, reqs, o->width,
+		                           EVS_APPEND_ATOMIC, &err);
+	if (rc != 0) {
+		fail_err("append_many", rc, &err);
+	} else {
+		h_add(&w->h, now_ns() - t0);
+		w->appends++;
+		for (k = 0; k < o->width; k++) {
+			stream_state *s = &w->streams[k];
+
+			if (reqs[k].version != s->version + (int64_t)o->batch)
+				fail("append_many to %s returned version %lld",
+				     s->id, (long long)reqs[k].version);
+			s->version = reqs[k].version;
+			w->events += o->batch;
+			for (b = 0; b < o->batch; b++)
+				s->seq = seq_hash(s->seq, evs_event_id(
+				                          evs[k * o->batch + b]));
+		}
+	}
+	if (evs != NULL)
+		free_batch(evs, o->width * o->batch);
+	free(evs);
+	evs_error_clear(&err);
+}
 
 static void *append_main(void *arg)
 {
@@ -600,7 +747,7 @@ static void *append_main(void *arg)
 		goto meet;
 	}
 	/* Untimed: create the thread's streams, one event each. */
-	for (k = 0; k < o->streams && !failed; k++) {
+	for (k = 0; k < o->streams && !failed && !o->shared; k++) {
 		stream_state *s = &w->streams[k];
 		evs_event *ev = NULL;
 
@@ -626,6 +773,15 @@ meet:
 
 		if (t0 >= deadline)
 			break;
+		if (o->shared) {
+			append_shared(w, &w->shared[(i + w->index) % o->shared],
+			              batch, &seq, t0);
+			continue;
+		}
+		if (o->width > 1) {
+			append_wide(w, batch, &seq, t0);
+			continue;
+		}
 		/* Building the events is part of the cost of an append. */
 		for (b = 0, rc = 0; b < o->batch && rc == 0; b++)
 			rc = make_event(&batch[b], s->id, w->index, seq++,
@@ -665,6 +821,15 @@ static void *append_check_main(void *arg)
 	append_worker *w = arg;
 	unsigned k;
 
+	if (w->o->shared) {
+		/* Thread i checks the shared streams i, i + threads, ... */
+		for (k = w->index; k < w->o->shared; k += w->o->threads)
+			if (check_stream(w->store, w->shared[k].id,
+			                 (int64_t)w->shared[k].count, NULL,
+			                 &w->shared[k].sum) < 0)
+				break;
+		return NULL;
+	}
 	for (k = 0; k < w->o->streams; k++)
 		if (check_stream(w->store, w->streams[k].id,
 		                 w->streams[k].version + 1, &w->streams[k].seq,
@@ -795,6 +960,7 @@ static int cmd_append(const options *o)
 	pthread_t *tid = calloc(o->threads, sizeof(*tid));
 	histogram *all = calloc(1, sizeof(*all));
 	follower *f = calloc(o->subscribers + 1, sizeof(*f));
+	shared_stream *shared = calloc(o->shared + 1, sizeof(*shared));
 	pthread_t *ftid = calloc(o->subscribers + 1, sizeof(*ftid));
 	run_clock clk;
 	char tag[16], prefix[32];
@@ -805,7 +971,7 @@ static int cmd_append(const options *o)
 	long long counted;
 
 	if (w == NULL || tid == NULL || all == NULL || f == NULL ||
-	    ftid == NULL) {
+	    ftid == NULL || shared == NULL) {
 		fail("out of memory");
 		return 1;
 	}
@@ -815,6 +981,9 @@ static int cmd_append(const options *o)
 		return 1;
 	run_tag(tag, sizeof(tag));
 	snprintf(prefix, sizeof(prefix), "acct-%s-", tag);
+	for (t = 0; t < o->shared; t++)
+		snprintf(shared[t].id, sizeof(shared[t].id), "acct-%s-hot%02u",
+		         tag, t);
 	run_clock_init(&clk, o->threads + o->subscribers);
 	for (t = 0; t < o->subscribers; t++) {
 		f[t].o = o;
@@ -836,6 +1005,7 @@ static int cmd_append(const options *o)
 		w[t].clk = &clk;
 		w[t].index = t;
 		w[t].tag = tag;
+		w[t].shared = shared;
 		w[t].streams = calloc(o->streams, sizeof(stream_state));
 		if (w[t].streams == NULL) {
 			fail("out of memory");
@@ -854,7 +1024,8 @@ static int cmd_append(const options *o)
 			t_end = w[t].t_end;
 	}
 	secs = (double)(t_end - clk.t0) / 1e9;
-	stored = events + (uint64_t)o->threads * o->streams;
+	stored = events +
+	         (o->shared ? 0 : (uint64_t)o->threads * o->streams);
 	/* Untimed: the subscribers must have handled every event of the
 	 * run, each stream in order. */
 	if (o->subscribers > 0)
@@ -885,6 +1056,7 @@ static int cmd_append(const options *o)
 		result(o->label, o->threads, (double)events / secs, all, rss);
 	for (t = 0; t < o->threads; t++)
 		free(w[t].streams);
+	free(shared);
 	free(f);
 	free(ftid);
 	run_clock_destroy(&clk);

@@ -123,6 +123,11 @@ DECLARE
 	keys     xid8[];
 	order_   integer[];
 	created  text[] := '{}';
+	sum_c    bigint;
+	min_c    integer;
+	min_e    bigint;
+	n_distinct bigint;
+	n_null   bigint;
 	i        integer;
 	pos      integer;
 	lo       integer := 1;
@@ -144,24 +149,25 @@ DECLARE
 	tries    integer;
 	is_new   boolean;
 BEGIN
+	-- The arguments' shape, in one statement: sums, minimums and NULLs.
+	SELECT sum(u.c), min(u.c), min(u.e), count(DISTINCT u.sid),
+	       count(*) FILTER (WHERE u.sid IS NULL OR u.e IS NULL)
+	  INTO sum_c, min_c, min_e, n_distinct, n_null
+	  FROM unnest(p_stream_ids, p_expected, p_counts) AS u(sid, e, c);
 	IF m IS NULL OR m = 0 OR cardinality(p_expected) IS DISTINCT FROM m
 	   OR cardinality(p_counts) IS DISTINCT FROM m
 	   OR n_all IS NULL OR cardinality(p_types) <> n_all
 	   OR cardinality(p_data) <> n_all OR cardinality(p_metadata) <> n_all
 	   OR (p_recorded_at IS NOT NULL AND cardinality(p_recorded_at) <> n_all)
-	   OR (SELECT sum(c) FROM unnest(p_counts) c) IS DISTINCT FROM n_all
+	   OR sum_c IS DISTINCT FROM n_all OR min_c < 1 OR n_null > 0
 	   OR array_position(p_counts, NULL) IS NOT NULL
-	   OR (SELECT min(c) FROM unnest(p_counts) c) < 1
-	   OR array_position(p_stream_ids, NULL) IS NOT NULL
-	   OR array_position(p_expected, NULL) IS NOT NULL
 	   OR array_position(p_event_ids, NULL) IS NOT NULL
-	   OR (SELECT min(x) FROM unnest(p_expected) x) < -3 THEN
+	   OR min_e < -3 THEN
 		RAISE EXCEPTION 'append_many needs 1 or more items, each with a stream id, an expected version (-3 or more) and 1 or more events, and as many event ids, types, data and metadata as the items'' counts add up to'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF p_recorded_at IS NOT NULL
-	   AND (array_position(p_recorded_at, NULL) IS NOT NULL
-	        OR (SELECT min(x) FROM unnest(p_expected) x) < -1) THEN
+	   AND (array_position(p_recorded_at, NULL) IS NOT NULL OR min_e < -1) THEN
 		RAISE EXCEPTION 'import_many needs an exact expected version (-1 or more) and a recorded time for every event'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -178,6 +184,72 @@ BEGIN
 		starts[j] := lo;
 		lo := lo + p_counts[j];
 	END LOOP;
+	-- The common case in four statements, whatever the number of items:
+	-- every item at an exact version of a stream that has events, each
+	-- stream once. Lock every row in byte order, matching only at the
+	-- expected versions; no id stored already; then write. Anything else
+	-- (a mismatch, a sentinel, a new stream, a stream twice, an id
+	-- already there) goes through the item-by-item path below, which
+	-- finds these rows locked already.
+	--
+	-- Every row is locked only when every stream exists (checked first,
+	-- without locks; a stream row is never deleted once committed):
+	-- holding some rows while the path below creates a missing one
+	-- earlier in the order could wait in a cycle with another call.
+	IF min_e >= 0 AND n_distinct = m
+	   AND (SELECT count(*) FROM streams x
+	         WHERE x.stream_id = ANY (p_stream_ids)) = m THEN
+		-- Lock every row in byte order; count those at their item's
+		-- expected version (after a wait, the committed version).
+		SELECT count(*) INTO found_n
+		  FROM (SELECT x.stream_id, x.version FROM streams x
+		         WHERE x.stream_id = ANY (p_stream_ids)
+		         ORDER BY x.stream_id FOR UPDATE) AS l
+		  JOIN unnest(p_stream_ids, p_expected) AS u(sid, e)
+		    ON l.stream_id = u.sid AND l.version = u.e;
+		-- No id of the call stored already: each event's stream (an
+		-- array), joined with the ids on the events' unique key, one
+		-- index probe per event.
+		IF found_n = m AND NOT EXISTS (
+			WITH s AS (
+				SELECT array_agg(u.sid ORDER BY u.o, g.k) AS a
+				  FROM unnest(p_stream_ids, p_counts)
+				       WITH ORDINALITY AS u(sid, c, o),
+				       generate_series(1, u.c) AS g(k))
+			SELECT 1 FROM s, unnest(s.a, p_event_ids) AS u(sid, id)
+			  JOIN events x ON x.stream_id = u.sid
+			   AND x.event_id = u.id) THEN
+			WITH up AS (
+				UPDATE streams x SET version = u.e + u.c,
+				       last_key = greatest(pg_current_xact_id(),
+				                           x.last_key)
+				  FROM unnest(p_stream_ids, p_expected, p_counts)
+				       AS u(sid, e, c)
+				 WHERE x.stream_id = ANY (p_stream_ids)
+				   AND x.stream_id = u.sid
+				RETURNING x.stream_id, x.last_key)
+			INSERT INTO events (stream_id, version, event_id, type,
+			                    data, metadata, transaction_id,
+			                    recorded_at)
+			SELECT u.sid, u.e + g.k, p_event_ids[u.st + g.k - 1],
+			       p_types[u.st + g.k - 1], p_data[u.st + g.k - 1],
+			       p_metadata[u.st + g.k - 1], up.last_key,
+			       CASE WHEN p_recorded_at IS NULL THEN now()
+			            ELSE p_recorded_at[u.st + g.k - 1] END
+			  FROM unnest(p_stream_ids, p_expected, p_counts, starts)
+			       WITH ORDINALITY AS u(sid, e, c, st, o)
+			  JOIN up ON up.stream_id = u.sid,
+			       generate_series(1, u.c) AS g(k)
+			 ORDER BY u.o, g.k;
+			RETURN QUERY
+			SELECT u.o::integer, 0, u.e + u.c, NULL::uuid
+			  FROM unnest(p_expected, p_counts) WITH ORDINALITY
+			       AS u(e, c, o)
+			 ORDER BY u.o;
+			RETURN;
+		END IF;
+	END IF;
+
 	SELECT array_agg(o::integer ORDER BY sid COLLATE "C", o) INTO order_
 	  FROM unnest(p_stream_ids) WITH ORDINALITY AS t(sid, o);
 
@@ -349,7 +421,8 @@ END
 $fn$;
 
 -- append_many: what applications call (README, "Least privilege": EXECUTE
--- on it is all they need beyond 0001's grants).
+-- on it is all they need beyond 0001's grants). PL/pgSQL, not SQL, for
+-- its cached plan.
 CREATE FUNCTION append_many(
 	p_stream_ids  text[],
 	p_expected    bigint[],
@@ -361,13 +434,15 @@ CREATE FUNCTION append_many(
 	p_atomic      boolean DEFAULT false,
 	p_lock_wait_ms integer DEFAULT 0)
 RETURNS TABLE (item integer, status integer, version bigint, event_id uuid)
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $fn$
-	SELECT * FROM append_many_core(p_stream_ids, p_expected, p_counts,
-		p_event_ids, p_types, p_data, p_metadata, NULL, p_atomic,
-		p_lock_wait_ms)
+BEGIN
+	RETURN QUERY SELECT * FROM append_many_core(p_stream_ids, p_expected,
+		p_counts, p_event_ids, p_types, p_data, p_metadata, NULL,
+		p_atomic, p_lock_wait_ms);
+END
 $fn$;
 
 -- import_many: a restore of several streams at once. Like append_many at
@@ -384,13 +459,15 @@ CREATE FUNCTION import_many(
 	p_recorded_at timestamptz[],
 	p_atomic      boolean DEFAULT false)
 RETURNS TABLE (item integer, status integer, version bigint, event_id uuid)
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $fn$
-	SELECT * FROM append_many_core(p_stream_ids, p_expected, p_counts,
-		p_event_ids, p_types, p_data, p_metadata,
-		coalesce(p_recorded_at, '{}'), p_atomic, 0)
+BEGIN
+	RETURN QUERY SELECT * FROM append_many_core(p_stream_ids, p_expected,
+		p_counts, p_event_ids, p_types, p_data, p_metadata,
+		coalesce(p_recorded_at, '{}'), p_atomic, 0);
+END
 $fn$;
 
 REVOKE ALL ON FUNCTION append_many_core(text[], bigint[], integer[], uuid[],

@@ -89,10 +89,10 @@ typedef struct evs_pg_options {
 	size_t group_max_bytes; /**< most bytes of event data and metadata
 	                             sent together (an append above it goes
 	                             alone); 0: 1 MiB */
-	unsigned int group_lanes; /**< groups in flight at once; appends are
-	                               spread over them by aggregate id, so
-	                               one stream's appends share a lane;
-	                               0: 2 */
+	unsigned int group_in_flight; /**< appends (alone or in groups)
+	                                   out at once; past it, appends
+	                                   queue and go out together;
+	                                   0: pool_size */
 	unsigned int group_lock_wait_ms; /**< longest wait of a group for a
 	                                      stream's row lock (one held by
 	                                      another session) before its
@@ -137,22 +137,24 @@ typedef struct evs_pg_options {
  * true version or the idempotent replay.
  *
  * Group commit (unless opts->group_commit_off): evs_store_append() calls
- * that different threads make at the same time are sent together, as one
- * call of the schema's append_many function: one round trip and one
- * commit for all of them, which is how a busy store stops paying one
- * commit flush per append. Nothing waits for a group to form: an append
- * with none in flight before it on its lane goes out at once, alone; the
- * appends that arrive while one is in flight go out together next
- * (at most group_max_appends, group_max_bytes). Each append keeps its own
+ * that different threads make at the same time are sent together when
+ * they come faster than the connections take them. While fewer than
+ * group_in_flight appends are out, an append goes out at once, alone, as
+ * without group commit; the appends that arrive while all are out queue,
+ * and go out together when one ends: their own statements, in stream-id
+ * order, pipelined in one transaction (one round trip, one commit flush;
+ * at most group_max_appends and group_max_bytes, one append per stream).
+ * Nothing waits for a group to form. Each append keeps its own
  * expected-version check and gets exactly the answer it would get alone
- * (a conflict or duplicate fails that append only; two appends to one
- * stream behave as if sent one after the other), and returns only after
- * its group committed. If the connection breaks under a group, every
- * append of it fails with EVS_EUNAVAILABLE, and resending is a replay as
- * always. A group the server refuses as a whole (a lock held past
- * group_lock_wait_ms, a value the database cannot hold, a role without
- * EXECUTE on append_many) is sent again one append at a time. Appends
- * with flags (evs_store_append_ext()) always go alone.
+ * (a conflict fails that append only; two appends to one stream go in
+ * successive groups), and returns only after its group committed. If
+ * the connection breaks under a group, every append of it fails with
+ * EVS_EUNAVAILABLE, and resending is a replay as always. A group the
+ * server refuses (a lock held past group_lock_wait_ms, a duplicate id, a
+ * value the database cannot hold) stored nothing, and its appends go out
+ * again one at a time; so does an append whose compare-and-set matched
+ * nothing, to learn why. Appends with flags (evs_store_append_ext())
+ * always go alone.
  *
  * Reads page through a stream,
  * holding at most read_buffer_bytes of events plus one; the callbacks

@@ -166,6 +166,22 @@ static int encode_batch(sbuf arrays[5], evs_event *const *events, size_t n,
 	return encode_close(arrays, times ? 5 : 4);
 }
 
+int evs__pg_encode_events(char *out[4], evs_event *const *events, size_t n)
+{
+	sbuf arrays[5];
+	int i;
+
+	memset(arrays, 0, sizeof(arrays));
+	if (encode_batch(arrays, events, n, 0) < 0) {
+		for (i = 0; i < 5; i++)
+			free(arrays[i].p);
+		return EVS_ENOMEM;
+	}
+	for (i = 0; i < 4; i++)
+		out[i] = arrays[i].p;
+	return 0;
+}
+
 /* ---- replies ------------------------------------------------------------------ */
 
 /* A unique violation on the event-id key: say which id and where. */

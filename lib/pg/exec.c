@@ -283,3 +283,76 @@ void evs__pg_rows_abandon(pg_slot *slot)
 	evs__pg_drop(slot->conn);
 	slot->conn = NULL;
 }
+
+int evs__pg_pipeline(PGresult **res, pg_backend *pb, pg_slot *slot,
+                     size_t n, const char *const *stmts,
+                     const int *n_params, const char *const *const *params,
+                     int64_t deadline, const char *what, evs_error *err)
+{
+	PGconn *conn = slot->conn;
+	PGresult *r;
+	size_t i;
+	int rc = 0, synced = 0;
+
+	(void)pb;
+	for (i = 0; i < n; i++)
+		res[i] = NULL;
+	if (!PQenterPipelineMode(conn))
+		return evs__pg_error(err, conn, NULL, what);
+	for (i = 0; i < n; i++)
+		if (!PQsendQueryPrepared(conn, stmts[i], n_params[i], params[i],
+		                         NULL, NULL, 0))
+			goto broken;
+	if (!PQpipelineSync(conn))
+		goto broken;
+	if ((rc = flush(conn, deadline)) != 0)
+		goto fail;
+	/* Each statement's results up to the NULL that ends them; then the
+	 * Sync's, which comes once the transaction has ended. libpq may
+	 * hand a statement's rows one at a time (single-row mode, left set
+	 * by an earlier read on this connection, reaches into a pipeline):
+	 * the first row's result is kept (these statements return one row
+	 * at most), the empty one that closes them dropped; an error is
+	 * always kept. */
+	for (i = 0; i < n; i++) {
+		for (;;) {
+			if ((rc = await(conn, deadline)) != 0)
+				goto fail;
+			r = PQgetResult(conn);
+			if (r == NULL)
+				break;
+			if (res[i] == NULL ||
+			    (PQresultStatus(res[i]) == PGRES_SINGLE_TUPLE &&
+			     is_error(r))) {
+				PQclear(res[i]);
+				res[i] = r;
+			} else {
+				PQclear(r);
+			}
+		}
+		if (res[i] == NULL)
+			goto broken;
+	}
+	if ((rc = await(conn, deadline)) != 0)
+		goto fail;
+	r = PQgetResult(conn);
+	synced = r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+	PQclear(r);
+	if (!synced || !PQexitPipelineMode(conn))
+		goto broken;
+	return 0;
+broken:
+	rc = -1;
+fail:
+	for (i = 0; i < n; i++) {
+		PQclear(res[i]);
+		res[i] = NULL;
+	}
+	rc = rc > 0 ? timed_out(err, what) : evs__pg_error(err, conn, NULL, what);
+	if (rc == EVS_ETIMEOUT || PQpipelineStatus(conn) != PQ_PIPELINE_OFF) {
+		/* Half a pipeline read: the connection cannot be reused. */
+		evs__pg_drop(slot->conn);
+		slot->conn = NULL;
+	}
+	return rc;
+}

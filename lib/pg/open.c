@@ -18,7 +18,6 @@
 #define DEFAULT_READ_BUFFER_BYTES ((size_t)1 << 20)
 #define DEFAULT_GROUP_MAX_APPENDS 64
 #define DEFAULT_GROUP_MAX_BYTES ((size_t)1 << 20)
-#define DEFAULT_GROUP_LANES 2
 #define DEFAULT_GROUP_LOCK_WAIT_MS 1000
 
 /* How much of an evs_pg_options each version has. */
@@ -166,12 +165,12 @@ static int check_options(evs_pg_options *o, const evs_pg_options *given,
 		o->group_max_appends = DEFAULT_GROUP_MAX_APPENDS;
 	if (o->group_max_bytes == 0)
 		o->group_max_bytes = DEFAULT_GROUP_MAX_BYTES;
-	if (o->group_lanes == 0)
-		o->group_lanes = DEFAULT_GROUP_LANES;
-	if (o->group_lanes > MAX_POOL_SIZE)
+	if (o->group_in_flight == 0)
+		o->group_in_flight = o->pool_size;
+	if (o->group_in_flight > MAX_POOL_SIZE)
 		return evs_error_set(err, EVS_EINVALID, NULL,
-		                     "opts->group_lanes %u is more than %d",
-		                     o->group_lanes, MAX_POOL_SIZE);
+		                     "opts->group_in_flight %u is more than %d",
+		                     o->group_in_flight, MAX_POOL_SIZE);
 	if (o->group_lock_wait_ms == 0)
 		o->group_lock_wait_ms = DEFAULT_GROUP_LOCK_WAIT_MS;
 	return 0;
@@ -272,12 +271,12 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->group_max_appends = o.group_max_appends;
 	pb->group_max_bytes = o.group_max_bytes;
 	pb->group_lock_wait_ms = o.group_lock_wait_ms;
-	atomic_init(&pb->many_denied, 0);
+	pb->group_in_flight = o.group_in_flight;
 	if (pb->conninfo == NULL || pb->schema == NULL ||
 	    pb->session_sql == NULL || pb->prepare_sql == NULL ||
 	    pb->slots == NULL ||
 	    (!o.group_commit_off &&
-	     evs__pg_group_init(pb, o.group_lanes) < 0)) {
+	     evs__pg_group_init(pb, 1) < 0)) {
 		pg_free(&pb->base);
 		return evs__error_nomem(err);
 	}

@@ -5,7 +5,8 @@
  *   statements.c  the SQL evstore sends, in one place
  *   append.c      appends: one statement, or the schema's functions;
  *                 several appends in one call (append_many)
- *   group.c       group commit: concurrent appends sent together
+ *   group.c       group commit: concurrent appends sent together, as
+ *                 one pipelined transaction
  *   read.c        one paging loop for a stream and for all streams
  *   subscription.c  leases, checkpoints, feeds and wake-ups of
  *                 subscriptions (sub_int.h)
@@ -50,15 +51,14 @@ typedef struct pg_backend {
 	pg_slot *slots;
 	/* Nonzero: the role may run PG_APPEND_CAS (see append.c). */
 	atomic_int one_statement;
-	/* Group commit (group.c); lanes is NULL when it is off. */
+	/* Group commit (group.c); lanes is NULL when it is off (one lane:
+	 * the queue of appends waiting to go out). */
 	struct pg_lane *lanes;
 	unsigned int n_lanes;
+	unsigned int group_in_flight;
 	unsigned int group_max_appends;
 	size_t group_max_bytes;
 	unsigned int group_lock_wait_ms;
-	/* Nonzero once the server refused append_many() for want of a
-	 * privilege: groups go out one append at a time from then on. */
-	atomic_int many_denied;
 } pg_backend;
 
 /* The prepared statements (statements.c has their text). */
@@ -71,6 +71,7 @@ typedef struct pg_backend {
 #define PG_READ_ALL "evs_read_all"     /* a page of the fenced feed */
 #define PG_HEAD "evs_head"             /* a stream's version */
 #define PG_FIND_IDS "evs_find_ids"     /* where an event id is stored */
+#define PG_LOCK_WAIT "evs_lock_wait"   /* lock_timeout for this transaction */
 #define PG_FEED_ALL "evs_feed_all"     /* a subscription's page: all */
 #define PG_FEED_CATEGORY "evs_feed_category" /* ... one category */
 #define PG_FEED_TYPE "evs_feed_type"   /* ... one event type */
@@ -150,6 +151,19 @@ int evs__pg_exec_conn(PGresult **out, PGconn *conn, const char *stmt,
                       const char *const *params, int64_t deadline,
                       const char *what, evs_error *err);
 
+/* Sends n prepared statements as one pipeline ending in one Sync: one
+ * round trip and one implicit transaction, committed when the Sync is
+ * answered unless a statement failed (then it and every later one are
+ * rolled back: a failed one's result is an error, the later ones'
+ * PGRES_PIPELINE_ABORTED). On 0, res[i] holds statement i's result
+ * (yours: PQclear each). Otherwise nothing is known of the transaction's
+ * outcome: EVS_ETIMEOUT or EVS_EUNAVAILABLE, err filled, every res[i]
+ * NULL, and the connection dropped when it cannot be reused. */
+int evs__pg_pipeline(PGresult **res, pg_backend *pb, pg_slot *slot,
+                     size_t n, const char *const *stmts,
+                     const int *n_params, const char *const *const *params,
+                     int64_t deadline, const char *what, evs_error *err);
+
 /* A prepared statement whose rows come one at a time (single-row mode):
  * evs__pg_rows_start sends it, evs__pg_rows_next waits for the next row.
  * *row is a PGRES_SINGLE_TUPLE result (yours: PQclear), or NULL at the
@@ -202,8 +216,8 @@ int evs__pg_append_alone(evs_append_result *out, pg_backend *pb,
 
 /* ---- group.c --------------------------------------------------------------- */
 
-/* One append through group commit (pb->lanes): alone when nothing is in
- * flight on its lane, else together with the appends that queued behind
+/* One append through group commit (pb->lanes): alone when fewer than
+ * group_in_flight are out, else together with the appends that queued behind
  * the one in flight. */
 int evs__pg_group_append(evs_append_result *out, pg_backend *pb,
                          const char *id, int64_t expected,
@@ -213,6 +227,10 @@ int evs__pg_group_append(evs_append_result *out, pg_backend *pb,
 /* Makes pb->lanes (n of them); frees them. */
 int evs__pg_group_init(pg_backend *pb, unsigned int n_lanes);
 void evs__pg_group_free(pg_backend *pb);
+
+/* The four text arrays of an append's events (ids, types, data,
+ * metadata), each yours to free(); 0 or EVS_ENOMEM. */
+int evs__pg_encode_events(char *out[4], evs_event *const *events, size_t n);
 
 int evs__pg_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
                         unsigned int flags, evs_error *err);

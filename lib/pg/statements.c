@@ -207,6 +207,8 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"text[], jsonb[], jsonb[], bool, int4) AS SELECT item, status, "
 		"version, event_id%s FROM %s.append_many($1, $2, $3, $4, $5, "
 		"$6, $7, $8, $9);"
+		"PREPARE " PG_LOCK_WAIT "(text) AS SELECT "
+		"set_config('lock_timeout', $1, true);"
 		"PREPARE " PG_IMPORT_MANY "(text[], int8[], int4[], uuid[], "
 		"text[], jsonb[], jsonb[], timestamptz[], bool) AS SELECT "
 		"item, status, version, event_id%s FROM %s.import_many($1, "

@@ -4,6 +4,8 @@
  * resend stores each event once; a stream held by another session does
  * not hold its neighbours; racing multi-stream calls never deadlock, gap
  * or split. Real threads, real sessions. */
+#define _GNU_SOURCE /* pthread_tryjoin_np */
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -26,7 +28,7 @@ static void make_prefix(char *out, size_t size, const char *what)
 }
 
 typedef struct {
-	unsigned int pool, lanes, lock_wait_ms, off;
+	unsigned int pool, in_flight, lock_wait_ms, off;
 } store_cfg;
 
 static evs_store *open_cfg(const char *dsn, store_cfg cfg)
@@ -38,7 +40,7 @@ static evs_store *open_cfg(const char *dsn, store_cfg cfg)
 	opts.schema = pg_test_schema();
 	opts.pool_size = cfg.pool;
 	opts.pool_timeout_ms = 30000;
-	opts.group_lanes = cfg.lanes;
+	opts.group_in_flight = cfg.in_flight;
 	opts.group_lock_wait_ms = cfg.lock_wait_ms;
 	opts.group_commit_off = cfg.off;
 	ck_assert_msg(evs_store_open_pg(&store, dsn, &opts, &err) == 0,
@@ -197,7 +199,7 @@ START_TEST(group_commit_gives_each_append_its_own_answer)
 {
 	static a_thread a[A_THREADS];
 	pthread_t th[A_THREADS];
-	store_cfg cfg = {A_THREADS, 0, 0, 0};
+	store_cfg cfg = {A_THREADS, 2, 0, 0}; /* groups: 2 out at once */
 	evs_store *store = open_cfg(pg_test_dsn(), cfg);
 	char prefix[64], id[128], sql[512];
 	PGconn *conn = pg_test_connect();
@@ -395,7 +397,8 @@ static void free_appends(one_append *ap)
 
 START_TEST(killed_group_connection_fails_every_append_and_resends_once)
 {
-	/* One lane, and groups that wait for locks as long as it takes. */
+	/* One append or group out at a time, and groups that wait for
+	 * locks as long as it takes. */
 	store_cfg cfg = {8, 1, 60000, 0};
 	evs_store *store = open_cfg(pg_test_dsn(), cfg);
 	PGconn *admin = pg_test_connect(), *holder;
@@ -461,9 +464,9 @@ START_TEST(killed_group_connection_fails_every_append_and_resends_once)
 }
 END_TEST
 
-START_TEST(held_stream_does_not_hold_its_lane)
+START_TEST(held_stream_does_not_hold_the_others)
 {
-	/* One lane; a group waits 300 ms for a lock at most. */
+	/* One out at a time; a group waits 300 ms for a lock at most. */
 	store_cfg cfg = {8, 1, 300, 0};
 	evs_store *store = open_cfg(pg_test_dsn(), cfg);
 	PGconn *admin = pg_test_connect(), *holder;
@@ -481,7 +484,7 @@ START_TEST(held_stream_does_not_hold_its_lane)
 	holder = hold_stream(held, &holder_pid);
 	setup_appends(ap, store, prefix, held);
 	/* A lone append waits for the held stream; the others, queued
-	 * behind it on the one lane, still get through while it is held:
+	 * behind it, still get through while it is held:
 	 * the held one's second append ends up waiting alone. */
 	ck_assert_int_eq(pthread_create(&th[0], NULL, run_one, &ap[0]), 0);
 	wait_waiters(admin, holder_pid, 1);
@@ -660,6 +663,173 @@ START_TEST(racing_multi_stream_calls_never_deadlock_gap_or_split)
 }
 END_TEST
 
+/* ---- E: the all-events feed keeps each stream in version order ------------ */
+
+#define E_WRITERS 8
+#define E_APPENDS 150
+#define E_STREAMS 5
+
+typedef struct {
+	evs_store *store;
+	const char *prefix;
+	uint64_t rng;
+	int stored; /* events */
+	char error[256];
+} e_writer;
+
+static void *e_write(void *arg)
+{
+	e_writer *w = arg;
+	evs_error err = EVS_ERROR_INIT;
+	int i;
+
+	for (i = 0; i < E_APPENDS && w->error[0] == '\0'; i++) {
+		char id[128], id2[128];
+		int s = (int)(tu_rand(&w->rng) % E_STREAMS), rc;
+		evs_event *ev = event_n("F", i), *ev2 = event_n("F", -i);
+
+		snprintf(id, sizeof(id), "%sf%d", w->prefix, s);
+		snprintf(id2, sizeof(id2), "%sf%d", w->prefix,
+		         (s + 1) % E_STREAMS);
+		if (i % 5 == 4) {
+			evs_append_req r[2];
+
+			memset(r, 0, sizeof(r));
+			r[0].aggregate_id = id;
+			r[0].expected_version = EVS_ANY_VERSION;
+			r[0].events = &ev;
+			r[0].n_events = 1;
+			r[1] = r[0];
+			r[1].aggregate_id = id2;
+			r[1].events = &ev2;
+			rc = evs_store_append_many(w->store, r, 2,
+			                           EVS_APPEND_ATOMIC, &err);
+			w->stored += rc == 0 ? 2 : 0;
+		} else {
+			rc = evs_store_append(NULL, w->store, id,
+			                      EVS_ANY_VERSION, &ev, 1, &err);
+			w->stored += rc == 0 ? 1 : 0;
+		}
+		if (rc != 0)
+			snprintf(w->error, sizeof(w->error), "append: %s",
+			         err.message);
+		evs_event_free(ev);
+		evs_event_free(ev2);
+	}
+	evs_error_clear(&err);
+	return NULL;
+}
+
+typedef struct {
+	const char *prefix;
+	evs_position *pos;
+	int64_t next[E_STREAMS];
+	int seen;
+	char error[256];
+} e_reader;
+
+static int e_on_event(const evs_event *ev, void *payload)
+{
+	e_reader *r = payload;
+	const char *id = evs_event_aggregate_id(ev);
+	size_t n = strlen(r->prefix);
+	int s;
+
+	if (strncmp(id, r->prefix, n) != 0)
+		return 0;
+	s = atoi(id + n + 1);
+	if (evs_event_version(ev) != r->next[s]) {
+		snprintf(r->error, sizeof(r->error),
+		         "%s: version %lld came when %lld was next", id,
+		         (long long)evs_event_version(ev),
+		         (long long)r->next[s]);
+		return 1;
+	}
+	r->next[s]++;
+	r->seen++;
+	return 0;
+}
+
+/* Every event moves the reader's checkpoint; ours are checked. */
+static int e_track(const evs_event *ev, void *payload)
+{
+	e_reader *r = payload;
+
+	evs_event_checkpoint(r->pos, ev);
+	return e_on_event(ev, payload);
+}
+
+START_TEST(feed_keeps_each_stream_in_order_with_group_commit)
+{
+	static e_writer w[E_WRITERS];
+	pthread_t th[E_WRITERS];
+	store_cfg cfg = {E_WRITERS, 2, 0, 0};
+	evs_store *store = open_cfg(pg_test_dsn(), cfg);
+	evs_store *reader = open_cfg(pg_test_dsn(), cfg);
+	evs_error err = EVS_ERROR_INIT;
+	evs_position pos = EVS_POSITION_START;
+	e_reader r;
+	char prefix[64];
+	int t, total = 0, done = 0, joined[E_WRITERS] = {0};
+	int64_t until;
+
+	make_prefix(prefix, sizeof(prefix), "feed");
+	memset(&r, 0, sizeof(r));
+	r.prefix = prefix;
+	/* Start after the feed's last event now (the table's, not just
+	 * the fence's: what commits from now on has a higher key). */
+	{
+		PGconn *c = pg_test_connect();
+		char sql[256];
+
+		snprintf(sql, sizeof(sql),
+		         "SELECT transaction_id::text || ' ' || global_position "
+		         "FROM \"%s\".events ORDER BY transaction_id DESC, "
+		         "global_position DESC LIMIT 1", pg_test_schema());
+		if (sscanf(pg_test_exec(c, sql), "%" SCNu64 " %" SCNd64,
+		           &pos.commit, &pos.global) != 2)
+			pos = (evs_position)EVS_POSITION_START;
+		PQfinish(c);
+	}
+	for (t = 0; t < E_WRITERS; t++) {
+		memset(&w[t], 0, sizeof(w[t]));
+		w[t].store = store;
+		w[t].prefix = prefix;
+		w[t].rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(t + 1) ^
+		           (uint64_t)tu_now_ms();
+		ck_assert_int_eq(pthread_create(&th[t], NULL, e_write, &w[t]),
+		                 0);
+	}
+	/* Tail the feed while they write, and after, until all is seen. */
+	until = tu_now_ms() + 60000;
+	for (;;) {
+		int rc;
+
+		r.pos = &pos;
+		rc = evs_store_read_all(reader, &pos, 500, e_track, &r, &err);
+		ck_assert_msg(rc == 0, "read_all: %d %s %s", rc,
+		              err.message ? err.message : "", r.error);
+		for (t = 0; t < E_WRITERS; t++)
+			if (!joined[t] && pthread_tryjoin_np(th[t], NULL) == 0) {
+				joined[t] = 1;
+				ck_assert_msg(w[t].error[0] == '\0',
+				              "writer %d: %s", t, w[t].error);
+				total += w[t].stored;
+				done++;
+			}
+		ck_assert_msg(tu_now_ms() < until,
+		              "the feed gave %d of %d events", r.seen, total);
+		if (done == E_WRITERS && r.seen >= total)
+			break;
+		tu_sleep_ms(5);
+	}
+	ck_assert_int_eq(r.seen, total);
+	evs_error_clear(&err);
+	evs_store_free(reader);
+	evs_store_free(store);
+}
+END_TEST
+
 Suite *group_suite(void)
 {
 	Suite *s = suite_create("group");
@@ -668,8 +838,9 @@ Suite *group_suite(void)
 	tcase_add_test(tc, group_commit_gives_each_append_its_own_answer);
 	tcase_add_test(tc,
 	               killed_group_connection_fails_every_append_and_resends_once);
-	tcase_add_test(tc, held_stream_does_not_hold_its_lane);
+	tcase_add_test(tc, held_stream_does_not_hold_the_others);
 	tcase_add_test(tc, racing_multi_stream_calls_never_deadlock_gap_or_split);
+	tcase_add_test(tc, feed_keeps_each_stream_in_order_with_group_commit);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
