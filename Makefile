@@ -322,8 +322,9 @@ $(BUILD)/bench/evs-bench: bench/evs-bench.c $(BUILD)/libevstore.a | need-pkgs
 	    $(BUILD)/libevstore.a $(DEPS_LIBS) -pthread -lm
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BUILD)/bench/evs-bench
+	@$(MAKE) --no-print-directory $(BUILD)/bench/evs-bench $(EVSTORE)
 	EVS_PG_SETTINGS="-c shared_buffers=256MB $${EVS_PG_SETTINGS:-}" \
+	EVSTORE_BIN=$(EVSTORE) \
 	    sh scripts/with-pg.sh sh bench/run.sh $(BUILD)/bench/evs-bench
 
 # ---- install -----------------------------------------------------------

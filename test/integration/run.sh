@@ -136,7 +136,7 @@ GRANT EXECUTE ON FUNCTION "$schema".subscription_release(text, integer,
 SQL
 done
 # append_many (migration 0004) for two of them: the hostile role keeps to
-# 0001's grants, and its group commit falls back to single appends.
+# 0001's grants (its multi-stream appends go one request at a time).
 for role in "$app" "$fast"; do
 	psql_as "$owner_dsn" <<SQL
 GRANT EXECUTE ON FUNCTION "$schema".append_many(text[], bigint[], integer[],
