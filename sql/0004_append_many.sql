@@ -112,6 +112,10 @@ CREATE FUNCTION append_many_core(
 RETURNS TABLE (item integer, status integer, version bigint, event_id uuid)
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+-- Every table access here is by key. The plans are made once per session
+-- (generic), possibly while the tables are empty; without this a plan
+-- made then (a scan of all events per call) stays while they grow.
+SET enable_seqscan TO off
 AS $fn$
 DECLARE
 	m        integer := cardinality(p_stream_ids);
@@ -231,15 +235,16 @@ BEGIN
 			INSERT INTO events (stream_id, version, event_id, type,
 			                    data, metadata, transaction_id,
 			                    recorded_at)
-			SELECT u.sid, u.e + g.k, p_event_ids[u.st + g.k - 1],
-			       p_types[u.st + g.k - 1], p_data[u.st + g.k - 1],
-			       p_metadata[u.st + g.k - 1], up.last_key,
-			       CASE WHEN p_recorded_at IS NULL THEN now()
-			            ELSE p_recorded_at[u.st + g.k - 1] END
+			SELECT u.sid, u.e + g.k, ev.id, ev.t, ev.d, ev.m,
+			       up.last_key, coalesce(ev.r, now())
 			  FROM unnest(p_stream_ids, p_expected, p_counts, starts)
 			       WITH ORDINALITY AS u(sid, e, c, st, o)
-			  JOIN up ON up.stream_id = u.sid,
-			       generate_series(1, u.c) AS g(k)
+			  JOIN up ON up.stream_id = u.sid
+			 CROSS JOIN LATERAL generate_series(1, u.c) AS g(k)
+			  JOIN unnest(p_event_ids, p_types, p_data, p_metadata,
+			              p_recorded_at)
+			       WITH ORDINALITY AS ev(id, t, d, m, r, pos)
+			    ON ev.pos = u.st + g.k - 1
 			 ORDER BY u.o, g.k;
 			RETURN QUERY
 			SELECT u.o::integer, 0, u.e + u.c, NULL::uuid
@@ -389,12 +394,15 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- Phase 2.
+	-- Phase 2. The events' fields come from unnest() joined on their
+	-- place, not from subscripts: an array of variable-length values
+	-- (text, jsonb) is walked from its start for every subscript, so
+	-- p_data[i] for each of n events would cost n^2/2 steps.
 	UPDATE streams x SET version = u.v, last_key = u.k
 	  FROM (SELECT t.sid, max(t.v) AS v, max(t.k) AS k
 	          FROM unnest(p_stream_ids, st, ver, keys) AS t(sid, s2, v, k)
 	         WHERE t.s2 = 0 GROUP BY t.sid) AS u
-	 WHERE x.stream_id = u.sid;
+	 WHERE x.stream_id = ANY (p_stream_ids) AND x.stream_id = u.sid;
 	IF cardinality(created) > 0 THEN
 		-- Rows made in phase 1 for streams that got no events.
 		DELETE FROM streams x
@@ -404,16 +412,16 @@ BEGIN
 	END IF;
 	INSERT INTO events (stream_id, version, event_id, type, data, metadata,
 	                    transaction_id, recorded_at)
-	SELECT p_stream_ids[j], ver[j] - p_counts[j] + k,
-	       p_event_ids[starts[j] + k - 1], p_types[starts[j] + k - 1],
-	       p_data[starts[j] + k - 1], p_metadata[starts[j] + k - 1],
-	       keys[j],
-	       CASE WHEN p_recorded_at IS NULL THEN now()
-	            ELSE p_recorded_at[starts[j] + k - 1] END
-	  FROM generate_subscripts(p_stream_ids, 1) AS j,
-	       generate_series(1, p_counts[j]) AS k
-	 WHERE st[j] = 0
-	 ORDER BY j, k;
+	SELECT it.sid, it.v - it.c + g.k, ev.id, ev.t, ev.d, ev.m, it.k,
+	       coalesce(ev.r, now())
+	  FROM unnest(p_stream_ids, p_counts, starts, st, ver, keys)
+	       WITH ORDINALITY AS it(sid, c, s0, s2, v, k, j)
+	 CROSS JOIN LATERAL generate_series(1, it.c) AS g(k)
+	  JOIN unnest(p_event_ids, p_types, p_data, p_metadata, p_recorded_at)
+	       WITH ORDINALITY AS ev(id, t, d, m, r, pos)
+	    ON ev.pos = it.s0 + g.k - 1
+	 WHERE it.s2 = 0
+	 ORDER BY it.j, g.k;
 	RETURN QUERY
 	SELECT j, st[j], ver[j], dup[j]
 	  FROM generate_subscripts(p_stream_ids, 1) AS j ORDER BY j;
