@@ -81,6 +81,7 @@ PSQL="$PG_BIN/psql"
 PGBENCH="$PG_BIN/pgbench"
 SCHEMA=${BENCH_SCHEMA:-evs_bench}
 EMPTY_SCHEMA=${SCHEMA}_empty   # workload 6's empty table
+BARE_SCHEMA=${SCHEMA}_bare     # the bare floors' tables (primary keys only)
 FEED_SCHEMA=${SCHEMA}_feed     # workload 7's category
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -125,6 +126,7 @@ finish() {
 	"$PSQL" -q -X -d "$DSN" -c "DROP SCHEMA IF EXISTS \"$SCHEMA\" CASCADE" \
 		-c "DROP SCHEMA IF EXISTS \"$EMPTY_SCHEMA\" CASCADE" \
 		-c "DROP SCHEMA IF EXISTS \"$FEED_SCHEMA\" CASCADE" \
+		-c "DROP SCHEMA IF EXISTS \"$BARE_SCHEMA\" CASCADE" \
 		>/dev/null 2>&1 || true
 	rm -rf "$work"
 	exit "$status"
@@ -206,6 +208,15 @@ migrate() {
 	done
 }
 migrate "$SCHEMA"
+# The bare floors' tables: the same columns, nothing but primary keys.
+sql -c "DROP SCHEMA IF EXISTS \"$BARE_SCHEMA\" CASCADE" \
+    -c "CREATE SCHEMA \"$BARE_SCHEMA\"" \
+    -c "CREATE TABLE \"$BARE_SCHEMA\".streams (stream_id text COLLATE \"C\"
+        PRIMARY KEY, version bigint NOT NULL)" \
+    -c "CREATE TABLE \"$BARE_SCHEMA\".events (stream_id text COLLATE \"C\",
+        version bigint, event_id uuid NOT NULL, type text NOT NULL,
+        data jsonb NOT NULL, metadata jsonb,
+        PRIMARY KEY (stream_id, version))" >/dev/null
 
 # Empty tables, and no dirty buffers left from the last run.
 fresh_tables() {
@@ -363,6 +374,22 @@ step() {
 		pgb "$1" "$2" 1 0 append-insert.sql \
 			-D n=0 -D nstreams="$NSTREAMS" -D data="$DATA" \
 			-D meta="$META" || true ;;
+	append1-floor-bare | append100-floor-bare)
+		# The same helpers, on the bare tables (search_path).
+		PGOPTIONS="-c search_path=$BARE_SCHEMA"
+		fresh_tables >/dev/null
+		seed_streams "$2" >/dev/null
+		if [ "$1" = append1-floor-bare ]; then
+			pgb "$1" "$2" 1 $(($2 * NSTREAMS)) append-bare.sql \
+				-D n=0 -D nstreams="$NSTREAMS" -D data="$DATA" \
+				-D meta="$META" || true
+		else
+			pgb "$1" "$2" "$BATCH" $(($2 * NSTREAMS)) \
+				append-bare-batch.sql -D n=0 \
+				-D nstreams="$NSTREAMS" -D batch="$BATCH" \
+				-D darr="$DARR" -D marr="$MARR" || true
+		fi
+		PGOPTIONS="-c search_path=$SCHEMA" ;;
 	append100-floor)
 		seed_streams "$2" >/dev/null
 		pgb "$1" "$2" "$BATCH" $(($2 * NSTREAMS)) append-batch.sql \
@@ -381,14 +408,16 @@ for t in $THREADS; do
 	[ "$t" = 1 ] && runs=$RUNS1
 	for r in $(seq "$runs"); do
 		say "-- $t threads, run $r"
-		for what in $(rotate $(((r - 1) % 3)) append1-evstore \
-			append1-floor-cas append1-floor-insert); do
+		for what in $(rotate $(((r - 1) % 4)) append1-evstore \
+			append1-floor-cas append1-floor-insert \
+			append1-floor-bare); do
 			step "$what" "$t"
 		done
 	done
 	median append1-evstore "$t"
 	median append1-floor-cas "$t"
 	median append1-floor-insert "$t"
+	median append1-floor-bare "$t"
 done
 
 say ""
@@ -396,13 +425,14 @@ say "== 2. $BATCH-event batch appends ($(elapsed))"
 for t in $THREADS; do
 	for r in $(seq "$RUNS"); do
 		say "-- $t threads, run $r"
-		for what in $(rotate $(((r - 1) % 2)) append100-evstore \
-			append100-floor); do
+		for what in $(rotate $(((r - 1) % 3)) append100-evstore \
+			append100-floor append100-floor-bare); do
 			step "$what" "$t"
 		done
 	done
 	median append100-evstore "$t"
 	median append100-floor "$t"
+	median append100-floor-bare "$t"
 done
 
 say ""
@@ -822,6 +852,8 @@ ratios() {
 			pair("append1-evstore", "append1-floor-cas", t, "eps")
 			pair("append1-evstore", "append1-floor-insert", t, "eps")
 			pair("append100-evstore", "append100-floor", t, "eps")
+			pair("append1-evstore", "append1-floor-bare", t, "eps")
+			pair("append100-evstore", "append100-floor-bare", t, "eps")
 			pair("load1000-evstore", "load1000-floor", t, "eps")
 		}
 		pair(atx, "append1-at0-evstore", 1, "p99")
@@ -873,7 +905,11 @@ table() {
 		for (i = 1; i <= 256; i++)
 			row("1. single appends vs plain INSERT", i "", "append1-evstore", "append1-floor-insert", "")
 		for (i = 1; i <= 256; i++)
+			row("1. single appends vs bare CAS floor (primary keys only)", i "", "append1-evstore", "append1-floor-bare", "0.85")
+		for (i = 1; i <= 256; i++)
 			row("2. 100-event batches vs batch floor", i "", "append100-evstore", "append100-floor", "0.85")
+		for (i = 1; i <= 256; i++)
+			row("2. 100-event batches vs bare batch floor", i "", "append100-evstore", "append100-floor-bare", "0.75")
 		row("3. contention, evs_repo_update: saved/s", "4", "contend-ok", "", "")
 		row("3. contention: conflicts/s", "4", "contend-conflicts", "", "")
 		for (i = 1; i <= 256; i++)
