@@ -2,8 +2,8 @@
 -- append_many() (for applications) and import_many() (restores, owner
 -- only, as import_events) take a list of appends, each with its own
 -- stream, expected version and events, and run them in one transaction:
--- the library's evs_store_append_many(), its group commit (concurrent
--- evs_store_append() calls sent together), and `evstore import`.
+-- the library's evs_store_append_many() and `evstore import`. (Group
+-- commit does not use them: it pipelines the single-append statements.)
 --
 -- Apply as the owner of the schema (the role that applied 0001), after
 -- 0003, in one transaction:
@@ -96,8 +96,9 @@ $$;
 -- stream's last key), as every append path stores it (sql/0002).
 --
 -- p_lock_wait_ms > 0 bounds each wait for a stream's row (lock_timeout,
--- for this transaction): the library's group commit passes it, so that a
--- stream held by another session delays the others of a call no longer.
+-- for this transaction), so that a stream held by another session delays
+-- the others of a call no longer than that (the library passes 0: a
+-- call waits as a single append would).
 CREATE FUNCTION append_many_core(
 	p_stream_ids  text[],
 	p_expected    bigint[],

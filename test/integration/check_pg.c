@@ -613,6 +613,11 @@ START_TEST(bad_options_are_refused)
 	ck_assert_int_eq(evs_store_open_pg(&store, pg_test_dsn(), &opts, &err),
 	                 EVS_EINVALID);
 	ck_assert_ptr_nonnull(strstr(err.message, "pool_size"));
+	opts.pool_size = 0;
+	opts.group_in_flight = 100000;
+	ck_assert_int_eq(evs_store_open_pg(&store, pg_test_dsn(), &opts, &err),
+	                 EVS_EINVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "group_in_flight"));
 	ck_assert_int_eq(evs_store_open_pg(NULL, pg_test_dsn(), NULL, &err),
 	                 EVS_EINVALID);
 	ck_assert_ptr_null(store);
