@@ -594,6 +594,71 @@ START_TEST(schema_absent_older_or_newer_is_refused)
 }
 END_TEST
 
+/* The schema's own rules (sql/0005): a role that may write the tables
+ * directly still cannot store what evstore would refuse. Each statement
+ * fails with check_violation and changes nothing. */
+START_TEST(direct_sql_cannot_store_what_the_rules_refuse)
+{
+	static const char *const bad[] = {
+		"INSERT INTO streams (stream_id, version) VALUES ('', 0)",
+		"INSERT INTO streams (stream_id, version) VALUES (E'a\\x01b', 0)",
+		"INSERT INTO streams (stream_id, version) VALUES "
+		"(E'a\\u0085b', 0)",
+		"INSERT INTO streams (stream_id, version) VALUES "
+		"(repeat('x', 256), 0)",
+		"INSERT INTO streams (stream_id, version) VALUES ('%s-n', -1)",
+		"UPDATE streams SET version = -1 WHERE stream_id = '%s'",
+		"UPDATE streams SET stream_id = E'\\t' WHERE stream_id = '%s'",
+		"INSERT INTO events (stream_id, version, event_id, type, data) "
+		"VALUES ('%s', -1, gen_random_uuid(), 't', '{}')",
+		"INSERT INTO events (stream_id, version, event_id, type, data) "
+		"VALUES ('%s', 1, gen_random_uuid(), '', '{}')",
+		"INSERT INTO events (stream_id, version, event_id, type, data) "
+		"VALUES ('%s', 1, gen_random_uuid(), repeat('t', 256), '{}')",
+		"INSERT INTO events (stream_id, version, event_id, type, data, "
+		"metadata) VALUES ('%s', 1, gen_random_uuid(), 't', '{}', '[]')",
+		"UPDATE events SET version = -1 WHERE stream_id = '%s'",
+		"UPDATE events SET type = '' WHERE stream_id = '%s'",
+		"UPDATE events SET metadata = '\"x\"' WHERE stream_id = '%s'",
+	};
+	const char *id = fresh_id("rules");
+	PGconn *conn = pg_test_connect();
+	char sql[512], state[2][64];
+	size_t i;
+
+	snprintf(sql, sizeof(sql),
+	         "SET search_path TO \"%s\"; INSERT INTO streams "
+	         "(stream_id, version) VALUES ('%s', 0); INSERT INTO events "
+	         "(stream_id, version, event_id, type, data, metadata) VALUES "
+	         "('%s', 0, gen_random_uuid(), 't', '{}', '{\"m\": 1}')",
+	         pg_test_schema(), id, id);
+	pg_test_exec(conn, sql);
+	/* What the tables hold for the stream, and how many streams. */
+	snprintf(sql, sizeof(sql),
+	         "SELECT (SELECT count(*) FROM streams) || md5(string_agg("
+	         "concat_ws('|', e.version, e.type, e.metadata, s.version), "
+	         "',')) FROM events e JOIN streams s USING (stream_id) "
+	         "WHERE stream_id = '%s'", id);
+	snprintf(state[0], sizeof(state[0]), "%s", pg_test_exec(conn, sql));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char stmt[512];
+		PGresult *res;
+
+		snprintf(stmt, sizeof(stmt), bad[i], id);
+		res = PQexec(conn, stmt);
+		ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR,
+		              "stored: %s", stmt);
+		ck_assert_msg(strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE),
+		                     "23514") == 0,
+		              "%s: %s", stmt, PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	snprintf(state[1], sizeof(state[1]), "%s", pg_test_exec(conn, sql));
+	ck_assert_str_eq(state[1], state[0]);
+	PQfinish(conn);
+}
+END_TEST
+
 START_TEST(bad_options_are_refused)
 {
 	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
@@ -800,6 +865,7 @@ Suite *pg_suite(void)
 	tcase_add_test(tc, waiting_for_a_connection_times_out);
 	tcase_add_test(tc, unreachable_server_is_unavailable);
 	tcase_add_test(tc, schema_absent_older_or_newer_is_refused);
+	tcase_add_test(tc, direct_sql_cannot_store_what_the_rules_refuse);
 	tcase_add_test(tc, bad_options_are_refused);
 	if (getenv("EVS_TEST_PG_RESTART") != NULL)
 		tcase_add_test(tc, store_recovers_after_a_server_restart);
