@@ -11,9 +11,13 @@
 # workload (and its floor) BENCH_RUNS times for BENCH_SECONDS each:
 #
 #   1 single-event appends, exact expected version, own streams, at 1, 4
-#     and 16 threads; floors: pipelined BEGIN; CAS UPDATE; INSERT; COMMIT
-#     (bench/append-cas.sql) and a plain one-row INSERT (append-insert.sql)
-#   2 100-event batch appends, same threads; floor: bench/append-batch.sql
+#     and 16 threads, as the owner (one statement) and as the
+#     least-privilege application role ${BENCH_SCHEMA}_app (append_events());
+#     floors: pipelined BEGIN; CAS UPDATE; INSERT; COMMIT
+#     (bench/append-cas.sql), the same on tables with primary keys only
+#     (append-bare.sql) and a plain one-row INSERT (append-insert.sql)
+#   2 100-event batch appends, same threads and roles; floors:
+#     bench/append-batch.sql, and append-bare-batch.sql (primary keys only)
 #   3 four threads on one stream through evs_repo_update()
 #   4 loading a 1,000-event stream, decoded, at 1 and 4 threads; floor:
 #     evstore's read statement through pgbench (bench/load.sql)
@@ -65,6 +69,9 @@
 #   BENCH_SCHEMA         schema to use (evs_bench), and NAME_empty and
 #                        NAME_feed; all dropped at the end
 #   BENCH_WRITE_RESULTS  0: leave bench/RESULTS.md alone
+#   BENCH_WORKLOADS      only these workloads, e.g. "1 2" (all); 13 loads
+#                        7's table, so it runs 7 as well. bench/RESULTS.md
+#                        is written only by a full run of every workload
 set -eu
 
 if [ $# -ne 1 ] || [ ! -x "$1" ]; then
@@ -128,6 +135,7 @@ finish() {
 		-c "DROP SCHEMA IF EXISTS \"$FEED_SCHEMA\" CASCADE" \
 		-c "DROP SCHEMA IF EXISTS \"$BARE_SCHEMA\" CASCADE" \
 		>/dev/null 2>&1 || true
+	drop_app_role
 	rm -rf "$work"
 	exit "$status"
 }
@@ -139,9 +147,25 @@ trap 'exit 129' HUP
 start=$(date +%s)
 errors=0
 say() { echo "$*" >&2; }
+# Labels of workloads 6 and 7, which set them (the summary reads them).
+existing_label=none
+feed_label=none
+# want N: workload N is to run (BENCH_WORKLOADS unset or naming it).
+want() {
+	case " ${BENCH_WORKLOADS:-$1} " in *" $1 "*) return 0 ;; esac
+	return 1
+}
 elapsed() { echo "$(($(date +%s) - start)) s"; }
 sql() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$DSN" "$@"; }
 sql_value() { "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -d "$DSN" -c "$1"; }
+# The application role of a run (and of an interrupted one before it).
+drop_app_role() {
+	"$PSQL" -q -X -d "$DSN" -c "DO \$\$ BEGIN
+		IF EXISTS (SELECT FROM pg_roles WHERE rolname = '${SCHEMA}_app')
+		THEN EXECUTE format('DROP OWNED BY %I', '${SCHEMA}_app');
+		     EXECUTE format('DROP ROLE %I', '${SCHEMA}_app'); END IF;
+		END \$\$" >/dev/null 2>&1 || true
+}
 failed_run() {
 	say "run.sh: FAILED: $*"
 	errors=$((errors + 1))
@@ -208,6 +232,20 @@ migrate() {
 	done
 }
 migrate "$SCHEMA"
+# The least-privilege application role (README's required grants only):
+# evstore appends through append_events() as this role, through its one
+# statement as the owner (who holds what README's optional grants give).
+APP_ROLE=${SCHEMA}_app
+APP_DSN="$DSN user=$APP_ROLE"
+drop_app_role
+sql -c "CREATE ROLE \"$APP_ROLE\" LOGIN" \
+    -c "GRANT USAGE ON SCHEMA \"$SCHEMA\" TO \"$APP_ROLE\"" \
+    -c "GRANT SELECT ON ALL TABLES IN SCHEMA \"$SCHEMA\" TO \"$APP_ROLE\"" \
+    -c "GRANT EXECUTE ON FUNCTION \"$SCHEMA\".append_events(text, bigint,
+        uuid[], text[], jsonb[], jsonb[]) TO \"$APP_ROLE\"" \
+    -c "GRANT EXECUTE ON FUNCTION \"$SCHEMA\".append_many(text[], bigint[],
+        integer[], uuid[], text[], jsonb[], jsonb[], boolean, integer)
+        TO \"$APP_ROLE\"" >/dev/null
 # The bare floors' tables: the same columns, nothing but primary keys.
 sql -c "DROP SCHEMA IF EXISTS \"$BARE_SCHEMA\" CASCADE" \
     -c "CREATE SCHEMA \"$BARE_SCHEMA\"" \
@@ -267,7 +305,7 @@ evs() {
 	label=$1 threads=$2
 	shift 2
 	if ! "$EVS_BENCH" "$@" --label "$label" --threads "$threads" \
-		--schema "${EVS_SCHEMA:-$SCHEMA}" --dsn "$DSN" >"$work/evs.out" 2>"$work/evs.err"; then
+		--schema "${EVS_SCHEMA:-$SCHEMA}" --dsn "${EVS_DSN:-$DSN}" >"$work/evs.out" 2>"$work/evs.err"; then
 		cat "$work/evs.err" >&2
 		failed_run "evs-bench $label at $threads threads"
 		return 1
@@ -358,11 +396,13 @@ rotate() {
 step() {
 	fresh_tables >/dev/null
 	case $1 in
-	append1-evstore | append100-evstore)
-		batch=1
-		[ "$1" = append100-evstore ] && batch=$BATCH
-		if evs "$1" "$2" append --seconds "$SECS" --batch "$batch" \
-			--streams "$NSTREAMS"; then
+	append1-evstore | append100-evstore | append1-evstore-app | \
+	append100-evstore-app)
+		batch=1 dsn=$DSN
+		case $1 in append100-*) batch=$BATCH ;; esac
+		case $1 in *-app) dsn=$APP_DSN ;; esac
+		if EVS_DSN=$dsn evs "$1" "$2" append --seconds "$SECS" \
+			--batch "$batch" --streams "$NSTREAMS"; then
 			check_tables - || true
 		fi ;;
 	append1-floor-cas)
@@ -398,6 +438,7 @@ step() {
 	esac
 }
 
+if want 1; then
 say ""
 say "== 1. single-event appends, exact expected version ($(elapsed))"
 # At 1 thread each append waits for one commit fsync, whose speed drifts
@@ -408,33 +449,40 @@ for t in $THREADS; do
 	[ "$t" = 1 ] && runs=$RUNS1
 	for r in $(seq "$runs"); do
 		say "-- $t threads, run $r"
-		for what in $(rotate $(((r - 1) % 4)) append1-evstore \
+		for what in $(rotate $(((r - 1) % 5)) append1-evstore \
 			append1-floor-cas append1-floor-insert \
-			append1-floor-bare); do
+			append1-floor-bare append1-evstore-app); do
 			step "$what" "$t"
 		done
 	done
 	median append1-evstore "$t"
+	median append1-evstore-app "$t"
 	median append1-floor-cas "$t"
 	median append1-floor-insert "$t"
 	median append1-floor-bare "$t"
 done
 
+fi
+if want 2; then
 say ""
 say "== 2. $BATCH-event batch appends ($(elapsed))"
 for t in $THREADS; do
 	for r in $(seq "$RUNS"); do
 		say "-- $t threads, run $r"
-		for what in $(rotate $(((r - 1) % 3)) append100-evstore \
-			append100-floor append100-floor-bare); do
+		for what in $(rotate $(((r - 1) % 4)) append100-evstore \
+			append100-floor append100-floor-bare \
+			append100-evstore-app); do
 			step "$what" "$t"
 		done
 	done
 	median append100-evstore "$t"
+	median append100-evstore-app "$t"
 	median append100-floor "$t"
 	median append100-floor-bare "$t"
 done
 
+fi
+if want 3; then
 say ""
 say "== 3. four threads contending on one stream, evs_repo_update ($(elapsed))"
 for r in $(seq "$RUNS"); do
@@ -446,7 +494,9 @@ for r in $(seq "$RUNS"); do
 done
 median contend-ok 4
 median contend-conflicts 4
+fi
 
+if want 4 || want 5 || want 6; then
 # ---- the big table ----------------------------------------------------------
 
 # BENCH_EXISTING events: the 1,000,000-event stream "big-stream", the
@@ -524,6 +574,8 @@ check_tables "$EXISTING" || true
 say "   rows $((t1 - t0)) s, indexes $((t2 - t1)) s, vacuum and checkpoint" \
 	"$((t3 - t2)) s; table $(sql_value "SELECT pg_size_pretty(pg_total_relation_size('events'))")"
 
+fi
+if want 4; then
 # ---- workload 4: loading a 1,000-event stream -------------------------------
 
 say ""
@@ -546,6 +598,8 @@ for t in 1 4; do
 	median load1000-floor "$t"
 done
 
+fi
+if want 5; then
 # ---- workload 5: streaming a 1,000,000-event stream -------------------------
 
 say ""
@@ -557,6 +611,8 @@ for r in $(seq "$RUNS"); do
 done
 median stream1M-evstore 1
 
+fi
+if want 6; then
 # ---- workload 6: appends on the big table -----------------------------------
 
 # Runs alternate between the big table and an empty one (a second schema,
@@ -590,6 +646,8 @@ median append1-at0-evstore 1
 median "append1-at$existing_label-evstore" 1
 check_tables - || true
 
+fi
+if want 7 || want 13; then
 # ---- workload 7: catching up through a subscription ----------------------
 
 # A schema of its own: the streams feed-0..feed-999 of 1,000 events each,
@@ -654,6 +712,8 @@ done
 median "catchup$feed_label-evstore" 1
 median "catchup$feed_label-floor" 1
 
+fi
+if want 8; then
 # ---- workload 8: live latency, commit to handler ------------------------
 
 say ""
@@ -675,6 +735,8 @@ for wake in poll notify; do
 	median "latency-$wake-early" "$LAT_THREADS"
 done
 
+fi
+if want 9; then
 # ---- workload 9: writers with subscriptions following them ---------------
 
 say ""
@@ -694,6 +756,8 @@ done
 median append1-subs0-evstore "$SUB_WRITERS"
 median "append1-subs$SUBSCRIBERS-evstore" "$SUB_WRITERS"
 
+fi
+if want 10; then
 # ---- workloads 10 to 13: group commit, multi-stream appends, import ----------
 
 # Group commit groups appends only when more would be out than the store's
@@ -730,6 +794,8 @@ for t in $THREADS; do
 	median append1-group-floor-cas "$t"
 done
 
+fi
+if want 11; then
 HOT_THREADS=16
 HOT_STREAMS=4
 say ""
@@ -749,6 +815,8 @@ done
 median "hot$HOT_STREAMS-group-on-evstore" "$HOT_THREADS"
 median "hot$HOT_STREAMS-group-off-evstore" "$HOT_THREADS"
 
+fi
+if want 12; then
 MANY_WIDTH=10
 say ""
 say "== 12. one thread: atomic appends of $MANY_WIDTH streams x 1 event in one" \
@@ -771,6 +839,8 @@ done
 median "many$MANY_WIDTH-evstore" 1
 median "many$MANY_WIDTH-single-evstore" 1
 
+fi
+if want 13; then
 # The feed schema's 1,000,000 events, exported and imported again into an
 # empty schema by the evstore tool (EVSTORE_BIN, set by make bench).
 if [ -n "${EVSTORE_BIN:-}" ] && [ -x "$EVSTORE_BIN" ]; then
@@ -807,6 +877,7 @@ if [ -n "${EVSTORE_BIN:-}" ] && [ -x "$EVSTORE_BIN" ]; then
 	median import1M-evstore 1
 fi
 
+fi
 # ---- the summary ------------------------------------------------------------
 
 say ""
@@ -854,6 +925,10 @@ ratios() {
 			pair("append100-evstore", "append100-floor", t, "eps")
 			pair("append1-evstore", "append1-floor-bare", t, "eps")
 			pair("append100-evstore", "append100-floor-bare", t, "eps")
+			pair("append1-evstore-app", "append1-floor-cas", t, "eps")
+			pair("append1-evstore-app", "append1-floor-bare", t, "eps")
+			pair("append100-evstore-app", "append100-floor", t, "eps")
+			pair("append100-evstore-app", "append100-floor-bare", t, "eps")
 			pair("load1000-evstore", "load1000-floor", t, "eps")
 		}
 		pair(atx, "append1-at0-evstore", 1, "p99")
@@ -907,9 +982,17 @@ table() {
 		for (i = 1; i <= 256; i++)
 			row("1. single appends vs bare CAS floor (primary keys only)", i "", "append1-evstore", "append1-floor-bare", "0.85")
 		for (i = 1; i <= 256; i++)
+			row("1. single appends, application role, vs CAS floor", i "", "append1-evstore-app", "append1-floor-cas", "")
+		for (i = 1; i <= 256; i++)
+			row("1. single appends, application role, vs bare CAS floor", i "", "append1-evstore-app", "append1-floor-bare", "0.85")
+		for (i = 1; i <= 256; i++)
 			row("2. 100-event batches vs batch floor", i "", "append100-evstore", "append100-floor", "0.85")
 		for (i = 1; i <= 256; i++)
 			row("2. 100-event batches vs bare batch floor", i "", "append100-evstore", "append100-floor-bare", "0.75")
+		for (i = 1; i <= 256; i++)
+			row("2. 100-event batches, application role, vs batch floor", i "", "append100-evstore-app", "append100-floor", "")
+		for (i = 1; i <= 256; i++)
+			row("2. 100-event batches, application role, vs bare batch floor", i "", "append100-evstore-app", "append100-floor-bare", "0.75")
 		row("3. contention, evs_repo_update: saved/s", "4", "contend-ok", "", "")
 		row("3. contention: conflicts/s", "4", "contend-conflicts", "", "")
 		for (i = 1; i <= 256; i++)
@@ -998,7 +1081,8 @@ cat "$work/ratios"
 echo ""
 cat "$work/summary"
 
-if [ "$QUICK" != 1 ] && [ "${BENCH_WRITE_RESULTS:-1}" = 1 ]; then
+if [ "$QUICK" != 1 ] && [ "${BENCH_WRITE_RESULTS:-1}" = 1 ] &&
+   [ -z "${BENCH_WORKLOADS:-}" ]; then
 	md="$here/RESULTS.md"
 	begin='<!-- BEGIN GENERATED by bench/run.sh: do not edit by hand -->'
 	end='<!-- END GENERATED -->'
