@@ -6,7 +6,7 @@
 -- stored text, and plans it, once per statement that writes the table,
 -- and checks every one of them on every row an UPDATE writes: moving a
 -- stream's version re-checked the stream id's pattern each time. For a
--- single-event append that was about a quarter of the server's CPU time.
+-- single-event append that was about a fifth of the server's CPU time.
 -- Here the rules become domains, the column types: the server keeps a
 -- domain's checks ready between statements, and checks a column only
 -- where a statement writes it (a stream's id when the stream is
