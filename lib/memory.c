@@ -492,13 +492,31 @@ static int mem_append(int64_t *version_out, evs_backend *be,
 	return rc;
 }
 
+/* Hands out a chunk copied under the lock (n events; failed: a copy
+ * failed, nothing is handed out). Frees what is not handed out. Returns
+ * the callback's first non-zero value, or EVS_ENOMEM when failed. */
+static int hand_out(evs_event **chunk, size_t n, int failed,
+                    evs_backend_event_cb cb, void *payload, evs_error *err)
+{
+	size_t i;
+	int rc = failed ? evs__error_nomem(err) : 0;
+
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(chunk[i], payload);
+		else
+			evs_event_free(chunk[i]);
+	}
+	return rc;
+}
+
 static int mem_read(evs_backend *be, const char *id, int64_t after,
                     evs_backend_event_cb cb, void *payload, evs_error *err)
 {
 	mem_backend *mb = (mem_backend *)be;
 	evs_event *chunk[READ_CHUNK];
 	/* after is EVS_NO_VERSION or more: no overflow in unsigned. */
-	size_t next = (size_t)((uint64_t)after + 1), end = 0, n, i, bytes;
+	size_t next = (size_t)((uint64_t)after + 1), end = 0, n, bytes;
 	int rc = 0;
 	int first = 1, failed = 0;
 
@@ -524,28 +542,57 @@ static int mem_read(evs_backend *be, const char *id, int64_t after,
 			n++;
 		}
 		pthread_mutex_unlock(&mb->lock);
-		if (failed) {
-			rc = evs__error_nomem(err);
-			goto drop;
-		}
-		if (n == 0)
-			return 0;
 		next += n;
-		for (i = 0; i < n; i++) {
-			rc = cb(chunk[i], payload);
-			chunk[i] = NULL;
-			if (rc != 0) {
-				i++;
-				goto drop_from;
-			}
-		}
+		if ((rc = hand_out(chunk, n, failed, cb, payload, err)) != 0 ||
+		    n == 0)
+			return rc;
 	}
-drop:
-	i = 0;
-drop_from:
-	for (; i < n; i++)
-		evs_event_free(chunk[i]);
-	return rc;
+}
+
+/* Newest first, from below `before`: chunks copied under the lock and
+ * handed out without it, as mem_read. Versions below `before` never
+ * change, so the read ends whatever writers do. */
+static int mem_read_backward(evs_backend *be, const char *id,
+                             int64_t before, size_t max_events,
+                             evs_backend_event_cb cb, void *payload,
+                             evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	evs_event *chunk[READ_CHUNK];
+	size_t left = max_events == 0 ? SIZE_MAX : max_events;
+	/* top: one past the index of the next event to hand out. */
+	size_t top = before < 1 ? 0 : (uint64_t)before > SIZE_MAX ? SIZE_MAX
+	                                                         : (size_t)before;
+	size_t n, bytes;
+	int rc = 0, failed = 0;
+
+	while (left > 0 && top > 0) {
+		mem_stream *s;
+
+		n = 0;
+		bytes = 0;
+		pthread_mutex_lock(&mb->lock);
+		s = find_stream(mb, id);
+		if (s != NULL && top > s->count)
+			top = s->count;
+		while (s != NULL && n < top && n < READ_CHUNK && n < left &&
+		       bytes < READ_CHUNK_BYTES) {
+			if (evs_event_dup(&chunk[n], s->events[top - 1 - n],
+			                  NULL) < 0) {
+				failed = 1;
+				break;
+			}
+			bytes += event_bytes(chunk[n]);
+			n++;
+		}
+		pthread_mutex_unlock(&mb->lock);
+		top -= n;
+		left -= n;
+		if ((rc = hand_out(chunk, n, failed, cb, payload, err)) != 0 ||
+		    n == 0)
+			return rc;
+	}
+	return 0;
 }
 
 /* Index of the first logged event after position `after`. */
@@ -571,7 +618,7 @@ static int mem_read_all(evs_backend *be, const evs_position *after,
 	mem_backend *mb = (mem_backend *)be;
 	evs_event *chunk[READ_CHUNK];
 	int64_t last = after->global;
-	size_t left = max_events ? max_events : SIZE_MAX, n, i, next, end;
+	size_t left = max_events ? max_events : SIZE_MAX, n, next, end;
 	size_t bytes;
 	int rc = 0, first = 1, failed = 0;
 
@@ -597,23 +644,12 @@ static int mem_read_all(evs_backend *be, const evs_position *after,
 			n++;
 		}
 		pthread_mutex_unlock(&mb->lock);
-		if (failed) {
-			for (i = 0; i < n; i++)
-				evs_event_free(chunk[i]);
-			return evs__error_nomem(err);
-		}
-		if (n == 0)
-			return 0;
 		left -= n;
-		last = chunk[n - 1]->position;
-		for (i = 0; i < n; i++) {
-			rc = cb(chunk[i], payload);
-			if (rc != 0) {
-				for (i++; i < n; i++)
-					evs_event_free(chunk[i]);
-				return rc;
-			}
-		}
+		if (n > 0)
+			last = chunk[n - 1]->position;
+		if ((rc = hand_out(chunk, n, failed, cb, payload, err)) != 0 ||
+		    n == 0)
+			return rc;
 	}
 	return 0;
 }
@@ -670,6 +706,7 @@ int evs_backend_memory_new(evs_backend **out, evs_error *err)
 	mb->base.append_many = mem_append_many;
 	mb->base.append = mem_append;
 	mb->base.read = mem_read;
+	mb->base.read_backward = mem_read_backward;
 	mb->base.head = mem_head;
 	mb->base.free = mem_free;
 	mb->base.read_all = mem_read_all;

@@ -497,6 +497,85 @@ int evs_store_foreach(evs_store *store, const char *aggregate_id,
 	                       clamp_from(from_version), forward, &ctx, err);
 }
 
+/* The backwards read slot, or EVS_EUNSUPPORTED. */
+static int check_backward(evs_store *store, const char *aggregate_id,
+                          evs_error *err)
+{
+	int rc;
+
+	if ((rc = check_store(store, err)) < 0 ||
+	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0)
+		return rc;
+	if (store->be->version < 5 || store->be->read_backward == NULL)
+		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                     "this backend cannot read a stream "
+		                     "backwards");
+	return 0;
+}
+
+int evs_store_foreach_backward(evs_store *store, const char *aggregate_id,
+                               int64_t before_version, size_t max_events,
+                               evs_event_cb cb, void *payload,
+                               evs_error *err)
+{
+	foreach_ctx ctx;
+	int rc;
+
+	evs__error_reset(err);
+	if ((rc = check_backward(store, aggregate_id, err)) < 0)
+		return rc;
+	if (cb == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "cb must not be NULL");
+	if (before_version <= 0)
+		return 0; /* no version is lower */
+	ctx.cb = cb;
+	ctx.payload = payload;
+	return store->be->read_backward(store->be, aggregate_id,
+	                                before_version, max_events, forward,
+	                                &ctx, err);
+}
+
+int evs_store_load_last(evs_event_list **out, evs_store *store,
+                        const char *aggregate_id, size_t n, evs_error *err)
+{
+	collect_ctx ctx;
+	size_t i;
+	int rc;
+
+	evs__error_reset(err);
+	if (out == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "out must not be NULL");
+	*out = NULL;
+	if ((rc = check_backward(store, aggregate_id, err)) < 0)
+		return rc;
+	if (n == 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "n must be 1 or more");
+	if ((rc = evs__event_list_new(&ctx.list, err)) < 0)
+		return rc;
+	ctx.err = err;
+	rc = store->be->read_backward(store->be, aggregate_id,
+	                              EVS_END_VERSION, n, collect, &ctx, err);
+	if (rc != 0) {
+		evs_event_list_free(ctx.list);
+		return rc > 0 ? evs_error_set(err, EVS_ERROR, NULL,
+		                              "backend read stopped with %d",
+		                              rc)
+		              : rc;
+	}
+	/* Newest first as read: the list holds them oldest first. */
+	for (i = 0; i < ctx.list->count / 2; i++) {
+		evs_event *t = ctx.list->items[i];
+
+		ctx.list->items[i] = ctx.list->items[ctx.list->count - 1 - i];
+		ctx.list->items[ctx.list->count - 1 - i] = t;
+	}
+	*out = ctx.list;
+	return 0;
+}
+
 static int track_last(evs_event *ev, void *payload)
 {
 	*(int64_t *)payload = ev->version;

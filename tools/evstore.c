@@ -331,14 +331,20 @@ done:
 /* ---- read --------------------------------------------------------------- */
 
 static const char read_help[] =
-	"usage: evstore read STREAM [--from N] [--limit N] "
-	"[--format ndjson|table]\n"
-	"                    [--dsn DSN] [--schema NAME]\n"
+	"usage: evstore read STREAM [--from N] [--limit N] [--backward | "
+	"--last N]\n"
+	"                    [--format ndjson|table] [--dsn DSN] "
+	"[--schema NAME]\n"
 	"\n"
 	"Prints the events of STREAM, oldest first.\n"
 	"\n"
-	"  --from N         start at version N (default 0)\n"
+	"  --from N         start at version N (default 0; with --backward, "
+	"the newest)\n"
 	"  --limit N        print at most N events\n"
+	"  --backward       newest first, from --from down to version 0\n"
+	"  --last N         the last N events, oldest first (not with --from "
+	"or\n"
+	"                   --backward)\n"
 	"  --format ndjson  one JSON object per line, every stored field (as "
 	"export);\n"
 	"                   the default when standard output is not a "
@@ -442,21 +448,31 @@ static int cmd_read(int argc, char **argv, cli_conn *conn)
 		{"from", required_argument, NULL, 'f'},
 		{"limit", required_argument, NULL, 'l'},
 		{"format", required_argument, NULL, 'F'},
+		{"backward", no_argument, NULL, 'b'},
+		{"last", required_argument, NULL, 'L'},
 		COMMON_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	read_ctx ctx = {-1, 0, 0, {NULL, 0, 0}, NULL, 0, 0};
 	evs_error err = EVS_ERROR_INIT;
 	evs_store *store = NULL;
+	evs_event_list *list = NULL;
 	const char *format = NULL;
-	int64_t from = 0;
-	int c, rc;
+	int64_t from = -1, last = -1;
+	int c, rc, backward = 0;
 
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		if (c == 'f') {
 			if (cli_parse_int(&from, optarg, 0, INT64_MAX - 1) < 0)
 				return cli_usage("read", "--from takes a "
 				                 "version (0 or more), not "
+				                 "\"%s\"", optarg);
+		} else if (c == 'b') {
+			backward = 1;
+		} else if (c == 'L') {
+			if (cli_parse_int(&last, optarg, 1, INT64_MAX) < 0)
+				return cli_usage("read", "--last takes a "
+				                 "count (1 or more), not "
 				                 "\"%s\"", optarg);
 		} else if (c == 'l') {
 			if (cli_parse_int(&ctx.limit, optarg, 0,
@@ -471,8 +487,12 @@ static int cmd_read(int argc, char **argv, cli_conn *conn)
 			return rc;
 		}
 	}
-	if ((rc = want_args("read", argc - optind, 1, 1)) >= 0 ||
-	    (rc = resolve_conn(conn, "read")) >= 0)
+	if ((rc = want_args("read", argc - optind, 1, 1)) >= 0)
+		return rc;
+	if (last >= 0 && (from >= 0 || backward))
+		return cli_usage("read", "--last goes with neither --from nor "
+		                 "--backward");
+	if ((rc = resolve_conn(conn, "read")) >= 0)
 		return rc;
 	if (format == NULL)
 		ctx.table = isatty(STDOUT_FILENO);
@@ -483,9 +503,27 @@ static int cmd_read(int argc, char **argv, cli_conn *conn)
 		                 "\"%s\"", format);
 	if ((rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
 		return rc;
-	rc = ctx.limit == 0 ? 0
-	                    : evs_store_foreach(store, argv[optind], from - 1,
-	                                        read_one, &ctx, &err);
+	if (ctx.limit == 0) {
+		rc = 0;
+	} else if (last >= 0) {
+		/* At most as many events as asked for, held at once. */
+		rc = evs_store_load_last(&list, store, argv[optind],
+		                         (size_t)last, &err);
+		for (size_t i = 0; rc == 0 && i < evs_event_list_count(list);
+		     i++)
+			if (read_one(evs_event_list_get(list, i), &ctx) != 0)
+				break;
+		evs_event_list_free(list);
+	} else if (backward) {
+		rc = evs_store_foreach_backward(
+			store, argv[optind], from >= 0 ? from + 1 : EVS_END_VERSION,
+			ctx.limit > 0 ? (size_t)ctx.limit : 0, read_one, &ctx,
+			&err);
+	} else {
+		rc = evs_store_foreach(store, argv[optind],
+		                       from >= 0 ? from - 1 : EVS_NO_VERSION,
+		                       read_one, &ctx, &err);
+	}
 	if (rc < 0) {
 		rc = cli_store_fail(&err, NULL);
 		for (size_t i = 0; i < ctx.n_rows; i++) {

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /** The vtable version this header describes. */
-#define EVS_BACKEND_VERSION 4
+#define EVS_BACKEND_VERSION 5
 
 /**
  * Receives one event from a backend's read slot.
@@ -122,12 +122,27 @@ struct evs_backend {
 	int (*append_many)(evs_backend *be, evs_append_req *reqs,
 	                   size_t n_reqs, unsigned int flags, evs_error *err);
 
-	/* ---- version 5 and later: append new slots here, never reorder ---- */
+	/* ---- version 5 ---- */
+
+	/**
+	 * Optional (NULL: evs_store_foreach_backward() and
+	 * evs_store_load_last() answer EVS_EUNSUPPORTED). Calls @p cb once
+	 * per event with a version lower than @p before_version (1 or more;
+	 * EVS_END_VERSION: from the newest), newest first, for up to
+	 * @p max_events events (0: no limit), built by
+	 * evs_event_new_stored(). Same callback and locking rules as read.
+	 */
+	int (*read_backward)(evs_backend *be, const char *aggregate_id,
+	                     int64_t before_version, size_t max_events,
+	                     evs_backend_event_cb cb, void *payload,
+	                     evs_error *err);
+
+	/* ---- version 6 and later: append new slots here, never reorder ---- */
 };
 
 /** Initialiser for a backend vtable. */
 #define EVS_BACKEND_INIT \
-	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /**
  * Wraps a backend in a store handle.

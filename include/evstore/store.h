@@ -239,6 +239,52 @@ EVS_EXTERN(int) evs_store_current_version(int64_t *version_out,
                                           const char *aggregate_id,
                                           evs_error *err);
 
+/** For evs_store_foreach_backward(): read from the newest event. */
+#define EVS_END_VERSION INT64_MAX
+
+/**
+ * Streams the events of one aggregate whose version is lower than
+ * @p before_version, newest first, one callback per event, in bounded
+ * memory as evs_store_foreach() does. The events below @p before_version
+ * never change, so a read backwards ends however fast writers append.
+ * @param store           borrowed
+ * @param aggregate_id    borrowed for the call
+ * @param before_version  exclusive; EVS_END_VERSION (or anything above
+ *                        the last version) starts at the newest event;
+ *                        0 or less reads nothing
+ * @param max_events      stop after this many events; 0: no limit
+ * @param cb              called once per event
+ * @param payload         passed to @p cb
+ * @param err             may be NULL; filled on failure
+ * @return 0 after the last (oldest) event or the max_events-th, the
+ *         callback's non-zero value when it stopped the read,
+ *         EVS_EINVALID, EVS_EUNSUPPORTED (a backend without the slot), or
+ *         a backend error
+ */
+EVS_EXTERN(int) evs_store_foreach_backward(evs_store *store,
+                                           const char *aggregate_id,
+                                           int64_t before_version,
+                                           size_t max_events,
+                                           evs_event_cb cb, void *payload,
+                                           evs_error *err);
+
+/**
+ * Loads the last @p n events of one aggregate, oldest first: all of them
+ * when it has fewer. One backwards read of n events (on PostgreSQL, one
+ * statement when they fit evs_pg_options.read_buffer_bytes).
+ * @param[out] out      the events; free with evs_event_list_free(). NULL
+ *                      on failure. Empty (not an error) for an aggregate
+ *                      with no events.
+ * @param store         borrowed
+ * @param aggregate_id  borrowed for the call
+ * @param n             1 or more
+ * @param err           may be NULL; filled on failure
+ * @return 0, EVS_EINVALID, EVS_EUNSUPPORTED, or a backend error
+ */
+EVS_EXTERN(int) evs_store_load_last(evs_event_list **out, evs_store *store,
+                                    const char *aggregate_id, size_t n,
+                                    evs_error *err);
+
 /**
  * A place in the log of all events: the checkpoint of a reader of all
  * streams. Take it from the last event you processed with

@@ -248,6 +248,7 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->base.version = EVS_BACKEND_VERSION;
 	pb->base.append = evs__pg_append;
 	pb->base.read = evs__pg_read;
+	pb->base.read_backward = evs__pg_read_backward;
 	pb->base.head = evs__pg_head;
 	pb->base.free = pg_free;
 	pb->base.read_all = evs__pg_read_all;

@@ -69,6 +69,7 @@ typedef struct pg_backend {
 #define PG_IMPORT_MANY "evs_import_many" /* import_many() */
 #define PG_READ "evs_read"             /* a page of one stream */
 #define PG_READ_ALL "evs_read_all"     /* a page of the fenced feed */
+#define PG_READ_BACK "evs_read_back"   /* a page of one stream, backwards */
 #define PG_HEAD "evs_head"             /* a stream's version */
 #define PG_FIND_IDS "evs_find_ids"     /* where an event id is stored */
 #define PG_LOCK_WAIT "evs_lock_wait"   /* lock_timeout for this transaction */
@@ -251,6 +252,9 @@ int evs__pg_many_on_slot(pg_backend *pb, pg_slot *slot, evs_append_req *reqs,
 
 int evs__pg_read(evs_backend *be, const char *id, int64_t after,
                  evs_backend_event_cb cb, void *payload, evs_error *err);
+int evs__pg_read_backward(evs_backend *be, const char *id, int64_t before,
+                          size_t max_events, evs_backend_event_cb cb,
+                          void *payload, evs_error *err);
 int evs__pg_read_all(evs_backend *be, const evs_position *after,
                      size_t max_events, evs_backend_event_cb cb,
                      void *payload, evs_error *err);

@@ -22,7 +22,7 @@
 
 /* Where a read is, and how to ask for its next page. */
 typedef struct cursor {
-	const char *stmt;  /* PG_READ or PG_READ_ALL */
+	const char *stmt;  /* PG_READ, PG_READ_BACK or PG_READ_ALL */
 	const char *what;  /* for messages */
 	/* Fills params (texts in buf) for a page of `rows` rows at most,
 	 * and says with *extra whether it asked for one row more (to know
@@ -45,12 +45,13 @@ typedef struct cursor {
 	int pages;         /* pages asked for so far */
 	/* one stream */
 	const char *id;
-	int64_t after, upto; /* upto: its version when page 2 began */
+	int64_t after, upto; /* upto: its version when page 2 began;
+	                      * backwards: the page's versions are below */
 	/* all streams */
 	evs_position at;
 } cursor;
 
-/* Builds an event from a row of PG_READ or PG_READ_ALL. */
+/* Builds an event from a row of PG_READ, PG_READ_BACK or PG_READ_ALL. */
 static int parse_row(evs_event **out, const PGresult *res, evs_error *err)
 {
 	evs_uuid uuid;
@@ -288,6 +289,51 @@ int evs__pg_read(evs_backend *be, const char *id, int64_t after,
 	c.id = id;
 	c.after = after;
 	c.upto = INT64_MAX;
+	return read_pages((pg_backend *)be, &c, cb, payload, err);
+}
+
+/* ---- one stream, backwards -------------------------------------------------- */
+
+/* The events below `before` never change: a short page is the end. */
+static int back_params(cursor *c, const char **params, int64_t rows,
+                       int *extra)
+{
+	*extra = 0;
+	snprintf(c->buf[0], sizeof(c->buf[0]), "%lld", (long long)c->upto);
+	snprintf(c->buf[1], sizeof(c->buf[1]), "%lld", (long long)rows);
+	params[0] = c->id;
+	params[1] = c->buf[0];
+	params[2] = c->buf[1];
+	return 3;
+}
+
+static int back_more(const cursor *c, int64_t rows, int64_t want,
+                     int extra_seen)
+{
+	(void)extra_seen;
+	return rows == want && c->upto > 0;
+}
+
+static void back_advance(cursor *c, const evs_event *ev)
+{
+	c->upto = ev->version;
+}
+
+int evs__pg_read_backward(evs_backend *be, const char *id, int64_t before,
+                          size_t max_events, evs_backend_event_cb cb,
+                          void *payload, evs_error *err)
+{
+	cursor c;
+
+	memset(&c, 0, sizeof(c));
+	c.stmt = PG_READ_BACK;
+	c.what = "could not read events";
+	c.params = back_params;
+	c.more = back_more;
+	c.advance = back_advance;
+	c.left = max_events == 0 ? SIZE_MAX : max_events;
+	c.id = id;
+	c.upto = before; /* the page's versions are below it */
 	return read_pages((pg_backend *)be, &c, cb, payload, err);
 }
 

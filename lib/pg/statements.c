@@ -212,8 +212,13 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"PREPARE " PG_IMPORT_MANY "(text[], int8[], int4[], uuid[], "
 		"text[], jsonb[], jsonb[], timestamptz[], bool) AS SELECT "
 		"item, status, version, event_id%s FROM %s.import_many($1, "
-		"$2, $3, $4, $5, $6, $7, $8, $9);",
-		notify_if, q, notify_if, q);
+		"$2, $3, $4, $5, $6, $7, $8, $9);"
+		/* A page of one stream backwards: the primary key, walked
+		 * down from below $2. */
+		"PREPARE " PG_READ_BACK "(text, int8, int8) AS SELECT "
+		ROW_COLUMNS "FROM %s.events WHERE stream_id = $1 AND "
+		"version < $2 ORDER BY version DESC LIMIT $3;",
+		notify_if, q, notify_if, q, q);
 	free(q);
 	all = sql && many ? format("%s%s", sql, many) : NULL;
 	free(sql);

@@ -441,6 +441,25 @@ check "read --from 1 --limit 2 prints versions 1 and 2" \
 	eval 'rc_is 0 && [ "$(wc -l <"$tmp/out")" -eq 2 ] &&
 	      head -n 1 "$tmp/out" | grep -q "\"version\":1," &&
 	      tail -n 1 "$tmp/out" | grep -q "\"version\":2,"'
+versions() { grep -o '"version":[0-9]*' "$tmp/out" | cut -d: -f2 | tr '\n' ' '; }
+run "$evstore" read acct-1 --backward --format ndjson
+check "read --backward prints every event, newest first" \
+	eval 'rc_is 0 && [ "$(versions)" = "4 3 2 1 0 " ]'
+run "$evstore" read acct-1 --backward --from 3 --limit 2 --format ndjson
+check "read --backward --from 3 --limit 2 prints versions 3 and 2" \
+	eval 'rc_is 0 && [ "$(versions)" = "3 2 " ]'
+run "$evstore" read acct-1 --last 2 --format ndjson
+check "read --last 2 prints the last two, oldest first" \
+	eval 'rc_is 0 && [ "$(versions)" = "3 4 " ]'
+run "$evstore" read acct-1 --last 99 --format ndjson
+check "read --last more than there are prints them all" \
+	eval 'rc_is 0 && [ "$(versions)" = "0 1 2 3 4 " ]'
+run "$evstore" read nothing-here --last 3 --backward
+check "read --last with --backward is a usage error (exit 2)" \
+	eval 'fails_with 2 "--last goes with neither"'
+run "$evstore" read acct-1 --last 0
+check "read --last 0 is a usage error (exit 2)" \
+	eval 'fails_with 2 "--last takes a count"'
 run "$evstore" read acct-1 --format table
 check "read --format table: a header and one row per event" \
 	eval 'rc_is 0 && [ "$(wc -l <"$tmp/out")" -eq 6 ] &&

@@ -869,6 +869,141 @@ START_TEST(foreach_streams_in_order_and_stops_when_asked)
 }
 END_TEST
 
+/* ---- reading backwards ------------------------------------------------- */
+
+typedef struct {
+	int seen;
+	int stop_at;
+	int64_t last_version; /* the one before: each must be one lower */
+	int64_t head_inside;
+} back_state;
+
+static int walk_back(const evs_event *ev, void *payload)
+{
+	back_state *w = payload;
+	int n = -1;
+	json_object *data = evs_event_data(ev), *v;
+
+	ck_assert_int_eq(evs_event_version(ev), w->last_version - 1);
+	w->last_version = evs_event_version(ev);
+	/* Each event is the one stored at its version: {"n": version}. */
+	ck_assert(json_object_object_get_ex(data, "n", &v));
+	n = json_object_get_int(v);
+	ck_assert_int_eq(n, evs_event_version(ev));
+	w->seen++;
+	/* The callback may use the store, appends included. */
+	ck_assert_int_eq(evs_store_current_version(&w->head_inside, ct_store,
+	                                           evs_event_aggregate_id(ev),
+	                                           NULL), 0);
+	return w->seen == w->stop_at ? 9 : 0;
+}
+
+START_TEST(foreach_backward_streams_newest_first)
+{
+	const char *id = ct_id("backwards");
+	back_state w = {0, 0, 600, 0};
+
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 600, NULL), 0);
+	/* From the end: all 600, newest first. */
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, id,
+	                                            EVS_END_VERSION, 0,
+	                                            walk_back, &w, NULL), 0);
+	ck_assert_int_eq(w.seen, 600);
+	ck_assert_int_eq(w.last_version, 0);
+	/* Below a version, at most max_events. */
+	memset(&w, 0, sizeof(w));
+	w.last_version = 300;
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, id, 300, 5,
+	                                            walk_back, &w, NULL), 0);
+	ck_assert_int_eq(w.seen, 5);
+	ck_assert_int_eq(w.last_version, 295);
+	/* A before_version past the end is the end; a callback stops it. */
+	memset(&w, 0, sizeof(w));
+	w.last_version = 600;
+	w.stop_at = 3;
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, id, 1000000, 0,
+	                                            walk_back, &w, NULL), 9);
+	ck_assert_int_eq(w.seen, 3);
+	ck_assert_int_eq(w.last_version, 597);
+	/* Below 1: only version 0. Below 0 or less: nothing. */
+	memset(&w, 0, sizeof(w));
+	w.last_version = 1;
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, id, 1, 0,
+	                                            walk_back, &w, NULL), 0);
+	ck_assert_int_eq(w.seen, 1);
+	memset(&w, 0, sizeof(w));
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, id, 0, 0,
+	                                            walk_back, &w, NULL), 0);
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, id, -5, 0,
+	                                            walk_back, &w, NULL), 0);
+	ck_assert_int_eq(w.seen, 0);
+	/* A stream with no events: nothing, and no error. */
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, ct_id("none"),
+	                                            EVS_END_VERSION, 0,
+	                                            walk_back, &w, NULL), 0);
+	ck_assert_int_eq(w.seen, 0);
+}
+END_TEST
+
+/* Appends one event per callback: a read backwards still ends, and sees
+ * only what was there below where it started. */
+static int append_while_reading(const evs_event *ev, void *payload)
+{
+	int *seen = payload;
+
+	(*seen)++;
+	ck_assert_int_eq(ct_append_one(evs_event_aggregate_id(ev),
+	                               EVS_ANY_VERSION, NULL), 0);
+	return 0;
+}
+
+START_TEST(foreach_backward_ends_while_writers_append)
+{
+	const char *id = ct_id("back-growing");
+	int seen = 0;
+
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 50, NULL), 0);
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, id,
+	                                            EVS_END_VERSION, 0,
+	                                            append_while_reading,
+	                                            &seen, NULL), 0);
+	ck_assert_int_eq(seen, 50);
+	ck_assert_uint_eq(ct_count(id), 100);
+}
+END_TEST
+
+START_TEST(load_last_returns_the_last_n_oldest_first)
+{
+	const char *id = ct_id("last-n");
+	evs_event_list *list = NULL;
+	evs_error err = EVS_ERROR_INIT;
+	size_t i;
+
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 30, NULL), 0);
+	ck_assert_int_eq(evs_store_load_last(&list, ct_store, id, 4, &err), 0);
+	ck_assert_uint_eq(evs_event_list_count(list), 4);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(evs_event_version(evs_event_list_get(list, i)),
+		                 26 + (int64_t)i);
+	evs_event_list_free(list);
+	/* More than there are: all of them. */
+	ck_assert_int_eq(evs_store_load_last(&list, ct_store, id, 1000, &err),
+	                 0);
+	ck_assert_uint_eq(evs_event_list_count(list), 30);
+	for (i = 0; i < 30; i++)
+		ck_assert_int_eq(evs_event_version(evs_event_list_get(list, i)),
+		                 (int64_t)i);
+	evs_event_list_free(list);
+	/* None: an empty list. */
+	ck_assert_int_eq(evs_store_load_last(&list, ct_store, ct_id("none"), 3,
+	                                     &err),
+	                 0);
+	ck_assert_uint_eq(evs_event_list_count(list), 0);
+	evs_event_list_free(list);
+	evs_error_clear(&err);
+}
+END_TEST
+
 /* ---- concurrency ------------------------------------------------------- */
 
 #define RACE_MAX_TRIES 100
@@ -1232,6 +1367,9 @@ Suite *contract_suite(const contract_backend *be)
 	tcase_add_test(tc, json_values_of_every_kind_round_trip);
 	tcase_add_test(tc, global_positions_grow_across_streams);
 	tcase_add_test(tc, foreach_streams_in_order_and_stops_when_asked);
+	tcase_add_test(tc, foreach_backward_streams_newest_first);
+	tcase_add_test(tc, foreach_backward_ends_while_writers_append);
+	tcase_add_test(tc, load_last_returns_the_last_n_oldest_first);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 

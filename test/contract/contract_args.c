@@ -155,6 +155,14 @@ static void assert_id_refused(const char *id)
 	                                  count_cb, &seen, &err),
 	                err, "aggregate_id");
 	ck_assert_int_eq(seen, 0);
+	ASSERT_EINVALID(evs_store_foreach_backward(ct_store, id,
+	                                           EVS_END_VERSION, 0,
+	                                           count_cb, &seen, &err),
+	                err, "aggregate_id");
+	ck_assert_int_eq(seen, 0);
+	ASSERT_EINVALID(evs_store_load_last(&list, ct_store, id, 1, &err), err,
+	                "aggregate_id");
+	ck_assert_ptr_null(list);
 	ASSERT_EINVALID(evs_store_current_version(&v, ct_store, id, &err), err,
 	                "aggregate_id");
 	evs_event_free(ev);
@@ -472,6 +480,34 @@ START_TEST(foreach_without_callback)
 }
 END_TEST
 
+START_TEST(backward_reads_refuse_bad_arguments)
+{
+	evs_error err = EVS_ERROR_INIT;
+	char *id = stream_with_one("args-backward");
+	evs_event_list *list = (evs_event_list *)&err; /* must become NULL */
+	int seen = 0;
+
+	ASSERT_EINVALID(evs_store_foreach_backward(ct_store, id,
+	                                           EVS_END_VERSION, 0, NULL,
+	                                           &seen, &err),
+	                err, "cb");
+	ASSERT_EINVALID(evs_store_foreach_backward(NULL, id, EVS_END_VERSION,
+	                                           0, count_cb, &seen, &err),
+	                err, "store");
+	ASSERT_EINVALID(evs_store_load_last(NULL, ct_store, id, 1, &err), err,
+	                "out");
+	ASSERT_EINVALID(evs_store_load_last(&list, ct_store, id, 0, &err), err,
+	                "n");
+	ck_assert_ptr_null(list);
+	ASSERT_EINVALID(evs_store_load_last(&list, NULL, id, 1, &err), err,
+	                "store");
+	ck_assert_int_eq(seen, 0);
+	ck_assert_uint_eq(ct_count(id), 1);
+	free(id);
+	evs_error_clear(&err);
+}
+END_TEST
+
 /* ---- type, data, metadata ---------------------------------------------- */
 
 /* Bad events cannot be built, so they cannot be stored: each constructor
@@ -687,6 +723,7 @@ void ct_add_args_tests(Suite *s)
 	tcase_add_test(tc, expected_version_at_the_edge_is_a_conflict);
 	tcase_add_test(tc, sentinels_are_not_bad_input);
 	tcase_add_test(tc, foreach_without_callback);
+	tcase_add_test(tc, backward_reads_refuse_bad_arguments);
 	tcase_add_test(tc, bad_type_data_or_metadata);
 	tcase_add_test(tc, append_ext_refuses_bad_flags);
 	suite_add_tcase(s, tc);

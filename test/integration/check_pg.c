@@ -303,6 +303,17 @@ static int count_cb(const evs_event *ev, void *payload)
 	return 0;
 }
 
+/* n[0]: events seen; n[1]: one past the newest version. */
+static int count_back_cb(const evs_event *ev, void *payload)
+{
+	int64_t *n = payload;
+
+	if (evs_event_version(ev) != n[1] - 1 - n[0])
+		return -100; /* out of order */
+	n[0]++;
+	return 0;
+}
+
 static long max_rss_kb(void)
 {
 	struct rusage ru;
@@ -316,7 +327,7 @@ START_TEST(a_long_stream_streams_in_bounded_memory)
 	const char *id = fresh_id("long");
 	PGconn *conn = pg_test_connect();
 	char sql[1024];
-	int64_t n = 0;
+	int64_t n = 0, back[2] = {0, 0};
 	long before;
 	const int64_t total = 300000;
 
@@ -337,6 +348,13 @@ START_TEST(a_long_stream_streams_in_bounded_memory)
 	ck_assert_int_eq(evs_store_foreach(ct_store, id, EVS_NO_VERSION,
 	                                   count_cb, &n, NULL), 0);
 	ck_assert_int_eq(n, total);
+	/* Backwards too, in pages of the same budget. */
+	back[1] = total;
+	ck_assert_int_eq(evs_store_foreach_backward(ct_store, id,
+	                                            EVS_END_VERSION, 0,
+	                                            count_back_cb, back, NULL),
+	                 0);
+	ck_assert_int_eq(back[0], total);
 #ifndef __SANITIZE_ADDRESS__
 	/* (AddressSanitizer holds freed memory back: no bound there.) */
 	ck_assert_msg(max_rss_kb() - before < 40 * 1024,

@@ -558,6 +558,29 @@ START_TEST(read_slot_never_sees_below_no_version)
 }
 END_TEST
 
+/* A backend without the version 5 slot: reading backwards is refused,
+ * no slot runs, and out is NULL. */
+START_TEST(backward_reads_need_the_slot)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	evs_event_list *list = (evs_event_list *)(void *)&not_set_target;
+	int seen = 0;
+
+	ck_assert_int_eq(evs_store_new(&store, fresh_static(), &err), 0);
+	ASSERT_FAILS(evs_store_foreach_backward(store, "b", EVS_END_VERSION, 0,
+	                                        count_cb, &seen, &err),
+	             err, EVS_EUNSUPPORTED, "backwards");
+	ASSERT_FAILS(evs_store_load_last(&list, store, "b", 3, &err), err,
+	             EVS_EUNSUPPORTED, "backwards");
+	ck_assert_ptr_null(list);
+	ck_assert_int_eq(seen, 0);
+	evs_store_free(store);
+	ck_assert_int_eq(static_frees, 1);
+	evs_error_clear(&err);
+}
+END_TEST
+
 /* evs_store_free() calls the backend's free slot exactly once. */
 START_TEST(store_free_frees_the_backend_once)
 {
@@ -599,6 +622,7 @@ Suite *store_args_suite(void)
 	tcase_add_test(tc, bad_arguments_reach_no_slot);
 	tcase_add_test(tc, sentinels_reach_the_append_slot);
 	tcase_add_test(tc, read_slot_never_sees_below_no_version);
+	tcase_add_test(tc, backward_reads_need_the_slot);
 	suite_add_tcase(s, tc);
 	return s;
 }
