@@ -615,6 +615,34 @@ END_TEST
 /* The schema's own rules (sql/0005): a role that may write the tables
  * directly still cannot store what evstore would refuse. Each statement
  * fails with check_violation and changes nothing. */
+/* Runs each statement of stmts (a format with one %s: id) and asserts
+ * that each fails with sqlstate, and that `state_sql` (a query of one
+ * value) answers the same after as before. */
+static void assert_all_refused(PGconn *conn, const char *const *stmts,
+                               size_t n, const char *id,
+                               const char *sqlstate, const char *state_sql)
+{
+	char before[128];
+	size_t i;
+
+	snprintf(before, sizeof(before), "%s", pg_test_exec(conn, state_sql));
+	for (i = 0; i < n; i++) {
+		char stmt[512];
+		PGresult *res;
+
+		snprintf(stmt, sizeof(stmt), stmts[i], id);
+		res = PQexec(conn, stmt);
+		ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR,
+		              "done: %s", stmt);
+		ck_assert_msg(strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE),
+		                     sqlstate) == 0,
+		              "%s: %s", stmt, PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	ck_assert_str_eq(pg_test_exec(conn, state_sql), before);
+}
+
+#define LOGGED "INSERT INTO lifecycle_log (operation) VALUES ('test'); "
 START_TEST(direct_sql_cannot_store_what_the_rules_refuse)
 {
 	static const char *const bad[] = {
@@ -635,14 +663,16 @@ START_TEST(direct_sql_cannot_store_what_the_rules_refuse)
 		"VALUES ('%s', 1, gen_random_uuid(), repeat('t', 256), '{}')",
 		"INSERT INTO events (stream_id, version, event_id, type, data, "
 		"metadata) VALUES ('%s', 1, gen_random_uuid(), 't', '{}', '[]')",
-		"UPDATE events SET version = -1 WHERE stream_id = '%s'",
-		"UPDATE events SET type = '' WHERE stream_id = '%s'",
-		"UPDATE events SET metadata = '\"x\"' WHERE stream_id = '%s'",
+		/* (Past the history guard of sql/0006, as a logged
+		 * repair would be: the rules still hold.) */
+		LOGGED "UPDATE events SET version = -1 WHERE stream_id = '%s'",
+		LOGGED "UPDATE events SET type = '' WHERE stream_id = '%s'",
+		LOGGED "UPDATE events SET metadata = '\"x\"' WHERE "
+		"stream_id = '%s'",
 	};
 	const char *id = fresh_id("rules");
 	PGconn *conn = pg_test_connect();
-	char sql[512], state[2][64];
-	size_t i;
+	char sql[512];
 
 	snprintf(sql, sizeof(sql),
 	         "SET search_path TO \"%s\"; INSERT INTO streams "
@@ -657,22 +687,82 @@ START_TEST(direct_sql_cannot_store_what_the_rules_refuse)
 	         "concat_ws('|', e.version, e.type, e.metadata, s.version), "
 	         "',')) FROM events e JOIN streams s USING (stream_id) "
 	         "WHERE stream_id = '%s'", id);
-	snprintf(state[0], sizeof(state[0]), "%s", pg_test_exec(conn, sql));
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char stmt[512];
-		PGresult *res;
+	assert_all_refused(conn, bad, sizeof(bad) / sizeof(bad[0]), id,
+	                   "23514", sql);
+	PQfinish(conn);
+}
+END_TEST
 
-		snprintf(stmt, sizeof(stmt), bad[i], id);
-		res = PQexec(conn, stmt);
-		ck_assert_msg(PQresultStatus(res) == PGRES_FATAL_ERROR,
-		              "stored: %s", stmt);
-		ck_assert_msg(strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE),
-		                     "23514") == 0,
-		              "%s: %s", stmt, PQresultErrorMessage(res));
+/* The history guard (sql/0006): even the owner cannot change, delete or
+ * truncate events, truncate streams or move a version down, unless the
+ * transaction first logs the change in lifecycle_log, which stays. */
+START_TEST(history_changes_only_as_a_logged_change)
+{
+	static const char *const refused[] = {
+		"UPDATE events SET data = '{\"x\": 1}' WHERE stream_id = '%s'",
+		"DELETE FROM events WHERE stream_id = '%s'",
+		"DELETE FROM events WHERE stream_id = '%s' AND false",
+		"TRUNCATE events",
+		"TRUNCATE streams",
+		"TRUNCATE streams, events",
+		"UPDATE streams SET version = 1 WHERE stream_id = '%s'",
+		"UPDATE streams SET version = version - 1 WHERE stream_id = '%s'",
+	};
+	const char *id = fresh_id("guard");
+	PGconn *conn = pg_test_connect();
+	char sql[768];
+
+	snprintf(sql, sizeof(sql),
+	         "SET search_path TO \"%s\"; INSERT INTO streams "
+	         "(stream_id, version) VALUES ('%s', 2); INSERT INTO events "
+	         "(stream_id, version, event_id, type, data) SELECT '%s', v, "
+	         "gen_random_uuid(), 't', jsonb_build_object('v', v) FROM "
+	         "generate_series(0, 2) v",
+	         pg_test_schema(), id, id);
+	pg_test_exec(conn, sql);
+	snprintf(sql, sizeof(sql),
+	         "SELECT (SELECT count(*) FROM events) || '/' || (SELECT "
+	         "version FROM streams WHERE stream_id = '%s') || '/' || "
+	         "md5(string_agg(concat_ws('|', version, event_id, data), ',' "
+	         "ORDER BY version)) FROM events WHERE stream_id = '%s'",
+	         id, id);
+	assert_all_refused(conn, refused, sizeof(refused) / sizeof(refused[0]),
+	                   id, "EVS04", sql);
+	/* Moving a version up, or not at all, is an append's business. */
+	snprintf(sql, sizeof(sql),
+	         "UPDATE streams SET version = version WHERE stream_id = '%s'",
+	         id);
+	pg_test_exec(conn, sql);
+
+	/* Logged first, in the same transaction: done, and the log stays. */
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO lifecycle_log (operation, stream_id, "
+	         "expected_version, detail) VALUES ('repair', '%s', 2, "
+	         "'{\"why\": \"test\"}'); DELETE FROM events WHERE stream_id "
+	         "= '%s' AND version = 2; UPDATE streams SET version = 1 "
+	         "WHERE stream_id = '%s'",
+	         id, id, id);
+	pg_test_exec(conn, sql);
+	snprintf(sql, sizeof(sql),
+	         "SELECT (SELECT count(*) FROM events WHERE stream_id = '%s') "
+	         "|| '/' || (SELECT version FROM streams WHERE stream_id = "
+	         "'%s') || '/' || (SELECT count(*) FROM lifecycle_log WHERE "
+	         "stream_id = '%s' AND operation = 'repair' AND by_role = "
+	         "session_user AND expected_version = 2 AND detail->>'why' = "
+	         "'test' AND at <= now())",
+	         id, id, id);
+	ck_assert_str_eq(pg_test_exec(conn, sql), "2/1/1");
+	/* A later transaction is not covered by that row. */
+	snprintf(sql, sizeof(sql), "DELETE FROM events WHERE stream_id = '%s'",
+	         id);
+	{
+		PGresult *res = PQexec(conn, sql);
+
+		ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+		ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE),
+		                 "EVS04");
 		PQclear(res);
 	}
-	snprintf(state[1], sizeof(state[1]), "%s", pg_test_exec(conn, sql));
-	ck_assert_str_eq(state[1], state[0]);
 	PQfinish(conn);
 }
 END_TEST
@@ -884,6 +974,7 @@ Suite *pg_suite(void)
 	tcase_add_test(tc, unreachable_server_is_unavailable);
 	tcase_add_test(tc, schema_absent_older_or_newer_is_refused);
 	tcase_add_test(tc, direct_sql_cannot_store_what_the_rules_refuse);
+	tcase_add_test(tc, history_changes_only_as_a_logged_change);
 	tcase_add_test(tc, bad_options_are_refused);
 	if (getenv("EVS_TEST_PG_RESTART") != NULL)
 		tcase_add_test(tc, store_recovers_after_a_server_restart);

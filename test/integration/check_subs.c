@@ -2424,10 +2424,13 @@ START_TEST(rewound_checkpoint_is_refused)
 
 			/* A restore that lost the checkpoint's event. */
 			event_id_text(id, c.ev[2]);
-			ck_assert_int_eq(sql_ll(admin, "WITH d AS (DELETE FROM "
+			ck_assert_int_eq(sql_ll(admin, "INSERT INTO "
+			                        "%s.lifecycle_log (operation) "
+			                        "VALUES ('test: lose an event'); "
+			                        "WITH d AS (DELETE FROM "
 			                        "%s.events WHERE event_id = '%s' "
 			                        "RETURNING 1) SELECT count(*) FROM "
-			                        "d", qs(), id), 1);
+			                        "d", qs(), qs(), id), 1);
 		} else {
 			/* An order key the database has not reached. */
 			sqlf(admin, "UPDATE %s.subscriptions SET commit_xid = "
@@ -2705,8 +2708,9 @@ static int plan_shape(PGconn *conn, const char *insert_sql,
 				                      o == 0 ? plan : "");
 		}
 	}
-	sqlf(conn, "DELETE FROM %s.events WHERE starts_with(stream_id, "
-	     "'%s')", qs(), prefix);
+	sqlf(conn, "INSERT INTO %s.lifecycle_log (operation) VALUES "
+	     "('test: clean up'); DELETE FROM %s.events WHERE "
+	     "starts_with(stream_id, '%s')", qs(), qs(), prefix);
 	sqlf(conn, "ANALYZE %s.events", qs());
 	return failed;
 }

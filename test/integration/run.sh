@@ -270,7 +270,8 @@ for stmt in "DELETE FROM $t.events WHERE false" \
 	"INSERT INTO $t.streams SELECT 'x', 0 WHERE false" \
 	"UPDATE $t.streams SET version = 0 WHERE false" \
 	"INSERT INTO $t.events (stream_id, version, event_id, type, data)
-	 SELECT $new_event WHERE false"; do
+	 SELECT $new_event WHERE false" \
+	"INSERT INTO $t.lifecycle_log (operation) SELECT 'x' WHERE false"; do
 	denied "$app_dsn" "$stmt"
 done
 echo "== integration: the application role cannot insert, update or delete rows"
@@ -288,7 +289,8 @@ for stmt in "DELETE FROM $t.events WHERE false" \
 	 transaction_id) SELECT $new_event, '1'::xid8 WHERE false" \
 	"INSERT INTO $t.events (stream_id, version, event_id, type, data,
 	 global_position) OVERRIDING SYSTEM VALUE SELECT $new_event, 1
-	 WHERE false"; do
+	 WHERE false" \
+	"INSERT INTO $t.lifecycle_log (operation) SELECT 'x' WHERE false"; do
 	denied "$fast_dsn" "$stmt"
 done
 # ... while what the optional grants allow is allowed.
