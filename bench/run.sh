@@ -261,17 +261,21 @@ sql -c "DROP SCHEMA IF EXISTS \"$BARE_SCHEMA\" CASCADE" \
 # its lifecycle_log first, as sql/0006 wants of anyone who removes
 # events (the bare floors' tables have no log, and need none).
 empty_tables() {
+	# (Names of their own: sh has no local variables, and t is taken.)
 	if [ -n "${1:-}" ]; then
-		s="'$1'" t="\"$1\"."
+		et_schema="'$1'" et_prefix="\"$1\"."
 	else
-		s="current_schema()" t=""
+		et_schema="current_schema()" et_prefix=""
 	fi
 	sql -c "DO \$\$ BEGIN
-	        IF to_regclass(format('%I.lifecycle_log', $s)) IS NOT NULL THEN
+	        IF to_regclass(format('%I.lifecycle_log', $et_schema))
+	           IS NOT NULL THEN
 	          EXECUTE format('INSERT INTO %I.lifecycle_log (operation)
-	                          VALUES (%L)', $s, 'bench: empty the tables');
+	                          VALUES (%L)', $et_schema,
+	                          'bench: empty the tables');
 	        END IF; END \$\$;
-	        TRUNCATE ${t}events, ${t}streams RESTART IDENTITY"
+	        TRUNCATE ${et_prefix}events, ${et_prefix}streams
+	        RESTART IDENTITY"
 }
 
 # Empty tables, and no dirty buffers left from the last run.
