@@ -180,6 +180,8 @@ int evs__pg_exec(PGresult **out, pg_backend *pb, pg_slot *slot,
 	                           params, deadline, what, err);
 
 	(void)pb;
+	if (rc == 0)
+		evs__pg_note_result(slot, *out);
 	if (rc == EVS_ETIMEOUT) {
 		evs__pg_drop(slot->conn);
 		slot->conn = NULL;
@@ -267,6 +269,7 @@ int evs__pg_rows_next(PGresult **row, pg_backend *pb, pg_slot *slot,
 		}
 		return 0;
 	default:
+		evs__pg_note_result(slot, res);
 		rc = evs__pg_error(err, conn, res, what);
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		if (state != NULL)
@@ -340,6 +343,8 @@ int evs__pg_pipeline(PGresult **res, pg_backend *pb, pg_slot *slot,
 	PQclear(r);
 	if (!synced || !PQexitPipelineMode(conn))
 		goto broken;
+	for (i = 0; i < n; i++)
+		evs__pg_note_result(slot, res[i]);
 	return 0;
 broken:
 	rc = -1;

@@ -30,6 +30,8 @@ typedef struct pg_slot {
 	PGconn *conn;        /* NULL: not connected */
 	int busy;
 	int64_t released_ms; /* coarse monotonic time it was last given back */
+	int stale;           /* its prepared statements no longer fit the
+	                      * schema: dropped when given back */
 } pg_slot;
 
 typedef struct pg_backend {
@@ -187,6 +189,16 @@ void evs__pg_rows_abandon(pg_slot *slot);
  * message. Returns the code. */
 int evs__pg_error(evs_error *err, PGconn *conn, const PGresult *res,
                   const char *what);
+
+/* Whether res is the server's refusal of a prepared statement whose
+ * result columns changed type since it was prepared (a migration, such
+ * as 0005, changed a column under a running connection). The statement
+ * did nothing; the connection must prepare its statements again. */
+int evs__pg_stale_plan(const PGresult *res);
+
+/* Marks the slot's connection for dropping when given back, if res says
+ * its statements are stale. */
+void evs__pg_note_result(pg_slot *slot, const PGresult *res);
 
 /* The evs code for a SQLSTATE ("" or NULL when there is none). */
 int evs__pg_code(const char *sqlstate, int connection_bad);

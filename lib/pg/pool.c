@@ -451,9 +451,11 @@ void evs__pg_release(pg_backend *pb, pg_slot *s)
 	size_t n = 0, i;
 
 	pthread_mutex_lock(&pb->lock);
-	if (s->conn != NULL && PQstatus(s->conn) != CONNECTION_OK) {
+	if (s->conn != NULL &&
+	    (PQstatus(s->conn) != CONNECTION_OK || s->stale)) {
 		/* A connection that broke: the server has usually restarted,
-		 * so the idle ones go too. */
+		 * so the idle ones go too. Or statements prepared for columns
+		 * that a migration changed since: so were theirs. */
 		drop[n++] = s->conn;
 		s->conn = NULL;
 		for (i = 0; i < pb->pool_size; i++) {
@@ -471,6 +473,7 @@ void evs__pg_release(pg_backend *pb, pg_slot *s)
 		s->conn = NULL;
 	}
 	s->busy = 0;
+	s->stale = 0;
 	s->released_ms = evs__pg_coarse_ms();
 	pthread_cond_signal(&pb->freed);
 	pthread_mutex_unlock(&pb->lock);

@@ -132,6 +132,30 @@ static void first_line(char *out, size_t size, const char *msg)
 	out[n] = '\0';
 }
 
+int evs__pg_stale_plan(const PGresult *res)
+{
+	const char *state, *msg;
+
+	if (res == NULL ||
+	    (state = PQresultErrorField(res, PG_DIAG_SQLSTATE)) == NULL ||
+	    strcmp(state, "0A000") != 0)
+		return 0;
+	/* feature_not_supported is wider: the server function that
+	 * refuses it names it (in any language of the messages). */
+	msg = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION);
+	if (msg != NULL)
+		return strcmp(msg, "RevalidateCachedQuery") == 0;
+	msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	return msg != NULL &&
+	       strcmp(msg, "cached plan must not change result type") == 0;
+}
+
+void evs__pg_note_result(pg_slot *slot, const PGresult *res)
+{
+	if (evs__pg_stale_plan(res))
+		slot->stale = 1;
+}
+
 int evs__pg_error(evs_error *err, PGconn *conn, const PGresult *res,
                   const char *what)
 {
@@ -152,7 +176,16 @@ int evs__pg_error(evs_error *err, PGconn *conn, const PGresult *res,
 		         bad ? "the connection to the server was lost"
 		             : "unknown server error");
 	code = evs__pg_code(sqlstate, bad);
-	evs_error_set(err, code, sqlstate, "%s: %s", what, line);
+	if (evs__pg_stale_plan(res)) {
+		/* Nothing was done; the connection is replaced (the caller
+		 * noted it), so a retry runs on one that fits the schema. */
+		code = EVS_EUNAVAILABLE;
+		evs_error_set(err, code, sqlstate,
+		              "%s: %s (the schema's columns changed under this "
+		              "connection; it is replaced: retry)", what, line);
+	} else {
+		evs_error_set(err, code, sqlstate, "%s: %s", what, line);
+	}
 	if (res != NULL)
 		evs__error_set_detail(err, PQresultErrorField(
 			res, PG_DIAG_MESSAGE_DETAIL));

@@ -767,6 +767,43 @@ START_TEST(history_changes_only_as_a_logged_change)
 }
 END_TEST
 
+/* A migration that changes the type of a column the library's prepared
+ * statements return (as 0005 did) under a running store: the next call
+ * fails with EVS_EUNAVAILABLE, having done nothing, and the next ones run
+ * on connections prepared anew. */
+START_TEST(statements_prepared_before_a_column_change_are_replaced)
+{
+	const char *id = fresh_id("stale");
+	PGconn *conn = pg_test_connect();
+	evs_error err = EVS_ERROR_INIT;
+	evs_event_list *list = NULL;
+	char sql[512];
+
+	use_store(open_with(1, 0, 0, 0));
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 3, NULL), 0);
+	ck_assert_uint_eq(ct_count(id), 3);
+	snprintf(sql, sizeof(sql),
+	         "SET search_path TO \"%s\"; CREATE DOMAIN evs_test_uuid AS "
+	         "uuid; ALTER TABLE events ALTER COLUMN event_id TYPE "
+	         "evs_test_uuid", pg_test_schema());
+	pg_test_exec(conn, sql);
+	ck_assert_int_eq(evs_store_load(&list, ct_store, id, EVS_NO_VERSION,
+	                                &err),
+	                 EVS_EUNAVAILABLE);
+	ck_assert_ptr_null(list);
+	ck_assert_ptr_nonnull(strstr(err.message, "changed under this "
+	                                          "connection"));
+	ck_assert_uint_eq(ct_count(id), 3);
+	ck_assert_int_eq(ct_append_one(id, 2, &err), 0);
+	ck_assert_uint_eq(ct_count(id), 4);
+	/* As it was. */
+	pg_test_exec(conn, "ALTER TABLE events ALTER COLUMN event_id TYPE "
+	                   "uuid; DROP DOMAIN evs_test_uuid");
+	evs_error_clear(&err);
+	PQfinish(conn);
+}
+END_TEST
+
 START_TEST(bad_options_are_refused)
 {
 	evs_pg_options opts = EVS_PG_OPTIONS_INIT;
@@ -975,6 +1012,7 @@ Suite *pg_suite(void)
 	tcase_add_test(tc, schema_absent_older_or_newer_is_refused);
 	tcase_add_test(tc, direct_sql_cannot_store_what_the_rules_refuse);
 	tcase_add_test(tc, history_changes_only_as_a_logged_change);
+	tcase_add_test(tc, statements_prepared_before_a_column_change_are_replaced);
 	tcase_add_test(tc, bad_options_are_refused);
 	if (getenv("EVS_TEST_PG_RESTART") != NULL)
 		tcase_add_test(tc, store_recovers_after_a_server_restart);
