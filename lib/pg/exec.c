@@ -179,7 +179,26 @@ int evs__pg_exec(PGresult **out, pg_backend *pb, pg_slot *slot,
 	int rc = evs__pg_exec_conn(out, slot->conn, stmt, sql, n_params,
 	                           params, deadline, what, err);
 
-	(void)pb;
+	if (rc == 0 && stmt != NULL && evs__pg_stale_plan(*out) &&
+	    PQtransactionStatus(slot->conn) == PQTRANS_IDLE) {
+		/* Prepared before a migration changed its columns: it did
+		 * nothing, and no transaction was open. Once: on a new
+		 * connection, prepared afresh. (Inside a transaction the
+		 * caller must start again: the note below drops it.) */
+		PGconn *fresh = NULL;
+		evs_error ignored = EVS_ERROR_INIT;
+
+		if (evs__pg_connect(&fresh, pb, 1, &ignored) == 0) {
+			PQclear(*out);
+			*out = NULL;
+			evs__pg_drop(slot->conn);
+			slot->conn = fresh;
+			rc = evs__pg_exec_conn(out, slot->conn, stmt, sql,
+			                       n_params, params, deadline, what,
+			                       err);
+		}
+		evs_error_clear(&ignored);
+	}
 	if (rc == 0)
 		evs__pg_note_result(slot, *out);
 	if (rc == EVS_ETIMEOUT) {

@@ -123,7 +123,7 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 	gathered g = {NULL, 0, 0, 0};
 	int64_t page_rows = PAGE_ROWS;
 	size_t seen_bytes = 0, seen_events = 0;
-	int rc = 0;
+	int rc = 0, stale_retried = 0;
 
 	while (c->left > 0) {
 		int64_t want = c->left < (size_t)page_rows ? (int64_t)c->left
@@ -197,6 +197,18 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 			 * rest of its reply cannot be left on the
 			 * connection. */
 			evs__pg_rows_abandon(slot);
+		if (rc != 0 && slot->stale && rows == 0 && !stale_retried) {
+			/* The page's statement was prepared before a
+			 * migration changed its columns, and did nothing:
+			 * once more, on a connection prepared afresh (the
+			 * release drops this one). */
+			evs__pg_release(pb, slot);
+			stale_retried = 1;
+			c->pages--;
+			evs__error_reset(err);
+			rc = 0;
+			continue;
+		}
 		evs__pg_release(pb, slot);
 		if (rc != 0)
 			break;
