@@ -51,9 +51,13 @@ app_dsn="$admin_dsn user=$app password=$password"
 fast_dsn="$admin_dsn user=$fast password=$password"
 hostile_dsn="$admin_dsn user=$hostile password=$password"
 
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/evs-it.XXXXXX")
+
 cleanup() {
 	status=$?
 	trap - EXIT INT TERM HUP
+	# A writer left running (a failure on the way) stops at its next turn.
+	rm -rf "$workdir"
 	# Without ON_ERROR_STOP: a role that was never made must not keep
 	# the others from being dropped.
 	psql "$admin_dsn" -X -q >/dev/null 2>&1 <<SQL || true
@@ -188,7 +192,8 @@ SELECT "$old".append_events('s-' || (i % 7), -2, ARRAY[gen_random_uuid(),
   FROM generate_series(1, 50) AS i;
 SQL
 feed="SELECT stream_id, version, event_id, transaction_id, global_position
-      FROM \"$old\".events ORDER BY transaction_id, global_position"
+      FROM \"$old\".events WHERE stream_id LIKE 's-%'
+      ORDER BY transaction_id, global_position"
 before=$(psql_as "$owner_dsn" -A -t -c "$feed")
 # Functions created later get EXECUTE for the application by default...
 psql_as "$owner_dsn" -c "ALTER DEFAULT PRIVILEGES IN SCHEMA \"$old\"
@@ -203,10 +208,69 @@ if psql_as "$admin_dsn" -v schema="$old" -f sql/0002_stream_order_key.sql \
 		"refused" >&2
 	exit 1
 fi
+# Meanwhile an application appends, at any version and to new streams
+# (the two orders in which appends lock the tables): every append waits
+# for the migration in its way and goes on; none fails.
+live="$workdir/live"
+: >"$live.ok"
+touch "$live.run"
+(
+	i=0
+	while [ -e "$live.run" ]; do
+		i=$((i + 1))
+		if psql_as "$owner_dsn" -A -t \
+			-c "SELECT status FROM \"$old\".append_events('live-any',
+			    -2, ARRAY[gen_random_uuid()], ARRAY['L'],
+			    ARRAY['{}']::jsonb[], ARRAY[NULL]::jsonb[])" \
+			-c "SELECT status FROM \"$old\".append_events('live-$i',
+			    -1, ARRAY[gen_random_uuid()], ARRAY['L'],
+			    ARRAY['{}']::jsonb[], ARRAY[NULL]::jsonb[])" \
+			>>"$live.ok" 2>"$live.err"; then
+			:
+		else
+			cat "$live.err" >"$live.failed"
+		fi
+	done
+) &
+writer=$!
+sleep 0.3
+checkpoint="SELECT name, member, commit_xid, position, last_event_id
+            FROM \"$old\".subscriptions"
 for f in sql/[0-9][0-9][0-9][0-9]_*.sql; do
 	case $f in */0001_*) continue ;; esac
 	psql_as "$owner_dsn" -v schema="$old" -f "$f"
+	case $f in
+	*/0003_*)
+		# A stored checkpoint: the later migrations keep it.
+		psql_as "$owner_dsn" >/dev/null <<SQL
+INSERT INTO "$old".subscriptions (name, member, group_size, filter,
+	commit_xid, position, last_event_id)
+SELECT 'kept', 0, 1, '{"all": true}', transaction_id, global_position,
+       event_id
+  FROM "$old".events WHERE stream_id LIKE 's-%'
+ ORDER BY transaction_id, global_position OFFSET 49 LIMIT 1;
+SQL
+		kept=$(psql_as "$owner_dsn" -A -t -c "$checkpoint") ;;
+	esac
 done
+sleep 0.3
+rm -f "$live.run"
+wait "$writer"
+if [ -e "$live.failed" ] || [ "$(grep -c . "$live.ok")" -lt 4 ] ||
+	grep -qv '^0$' "$live.ok"; then
+	echo "run.sh: an append failed (or was not stored) while the" \
+		"migrations ran: $(cat "$live.failed" 2>/dev/null)" >&2
+	exit 1
+fi
+stored=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM \"$old\".events
+	WHERE stream_id LIKE 'live-%'")
+if [ "$stored" != "$(grep -c . "$live.ok")" ] ||
+	[ "$(psql_as "$owner_dsn" -A -t -c "$checkpoint")" != "$kept" ] ||
+	[ -z "$kept" ]; then
+	echo "run.sh: after the migrations, $stored live events for" \
+		"$(grep -c . "$live.ok") appends, or the checkpoint changed" >&2
+	exit 1
+fi
 # The owner-only functions stayed owner-only, default privileges or not.
 leaked=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM pg_proc
 	WHERE pronamespace = '\"$old\"'::regnamespace
@@ -228,8 +292,10 @@ if [ "$before" != "$after" ] || [ "$(echo "$after" | wc -l)" != 100 ] ||
 		"their order, or left a wrong order key ($keys streams)" >&2
 	exit 1
 fi
-echo "== integration: a populated 0001 schema migrates (as its owner only);" \
-	"its 100 events keep their order; owner-only functions stay so"
+echo "== integration: a populated 0001 schema migrates (as its owner only)" \
+	"while $(grep -c . "$live.ok") appends go on;"
+echo "   its 100 events keep their order, its checkpoint stays," \
+	"owner-only functions stay so"
 
 export EVS_TEST_PG_SCHEMA="$schema"
 export EVS_TEST_PG_FAST_DSN="$fast_dsn" EVS_TEST_PG_FAST_ROLE="$fast"
