@@ -79,29 +79,38 @@ BEGIN
 END
 $$;
 
--- Both tables, before anything else, streams first, without ever waiting
--- for one while holding the other for long: a running append holds a
--- weak lock on one table while it waits for the other (an exact append
--- takes streams, then events; one at any version reads events first),
--- and a migration that held one and waited for the other could meet it
--- in a deadlock, which the server ends by failing one of the two. So
--- each try waits at most 200 ms (below the server's deadlock_timeout,
--- 1 s by default), lets go of both, and tries again: appends wait
--- briefly and go on; none fails.
-DO $$
+-- lock_streams_and_events(mode): takes both tables, streams first,
+-- without ever waiting for one while holding the other for long, for the
+-- migrations that must lock both (this one, and later ones). A running
+-- append holds a weak lock on one table while it waits for the other (an
+-- exact append takes streams, then events; one at any version reads
+-- events first), and a migration that held one and waited for the other
+-- could meet it in a deadlock, which the server ends by failing one of the
+-- two. So each try waits at most 200 ms (below the server's
+-- deadlock_timeout, 1 s by default), lets go of both, and tries again:
+-- appends wait briefly and go on; none fails. Owner only.
+CREATE FUNCTION lock_streams_and_events(p_mode text) RETURNS void
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
 DECLARE
 	tries integer := 0;
 	was text := current_setting('lock_timeout');
 BEGIN
+	IF p_mode NOT IN ('SHARE ROW EXCLUSIVE', 'ACCESS EXCLUSIVE') THEN
+		RAISE EXCEPTION 'lock_streams_and_events: no mode %', p_mode
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	PERFORM set_config('lock_timeout', '200ms', true);
 	LOOP
 		BEGIN
-			LOCK TABLE streams, events IN ACCESS EXCLUSIVE MODE;
+			EXECUTE format('LOCK TABLE streams, events IN %s MODE',
+			               p_mode);
 			EXIT;
 		EXCEPTION WHEN lock_not_available THEN
 			tries := tries + 1;
 			IF tries >= 300 THEN
-				RAISE EXCEPTION 'evstore migration 0005 could not lock the streams and events tables in 300 tries: something holds them'
+				RAISE EXCEPTION 'could not lock the streams and events tables in 300 tries: something holds them'
 					USING ERRCODE = 'lock_not_available',
 					HINT = 'nothing was changed; see pg_locks, and try again';
 			END IF;
@@ -109,6 +118,22 @@ BEGIN
 		END;
 	END LOOP;
 	PERFORM set_config('lock_timeout', was, true);
+END
+$fn$;
+-- Only the owner: revoke what default privileges may have given others.
+DO $$
+DECLARE
+	r record;
+BEGIN
+	REVOKE ALL ON FUNCTION lock_streams_and_events(text) FROM PUBLIC;
+	FOR r IN SELECT DISTINCT a.grantee FROM pg_proc p,
+	         aclexplode(p.proacl) AS a
+	         WHERE p.oid = 'lock_streams_and_events(text)'::regprocedure
+	           AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION lock_streams_and_events(text) FROM %I',
+		               pg_get_userbyid(r.grantee));
+	END LOOP;
+	PERFORM lock_streams_and_events('ACCESS EXCLUSIVE');
 END
 $$;
 

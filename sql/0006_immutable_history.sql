@@ -86,38 +86,9 @@ BEGIN
 END
 $$;
 
--- Both tables, before anything else, streams first, without ever waiting
--- for one while holding the other for long: a running append holds a
--- weak lock on one table while it waits for the other (an exact append
--- takes streams, then events; one at any version reads events first),
--- and a migration that held one and waited for the other could meet it
--- in a deadlock, which the server ends by failing one of the two. So
--- each try waits at most 200 ms (below the server's deadlock_timeout,
--- 1 s by default), lets go of both, and tries again: appends wait
--- briefly and go on; none fails.
-DO $$
-DECLARE
-	tries integer := 0;
-	was text := current_setting('lock_timeout');
-BEGIN
-	PERFORM set_config('lock_timeout', '200ms', true);
-	LOOP
-		BEGIN
-			LOCK TABLE streams, events IN SHARE ROW EXCLUSIVE MODE;
-			EXIT;
-		EXCEPTION WHEN lock_not_available THEN
-			tries := tries + 1;
-			IF tries >= 300 THEN
-				RAISE EXCEPTION 'evstore migration 0006 could not lock the streams and events tables in 300 tries: something holds them'
-					USING ERRCODE = 'lock_not_available',
-					HINT = 'nothing was changed; see pg_locks, and try again';
-			END IF;
-			PERFORM pg_sleep(0.02 * random());
-		END;
-	END LOOP;
-	PERFORM set_config('lock_timeout', was, true);
-END
-$$;
+-- Both tables first, without risking a deadlock with running appends
+-- (see sql/0005).
+DO $$ BEGIN PERFORM lock_streams_and_events('SHARE ROW EXCLUSIVE'); END $$;
 
 -- One row per lifecycle change or hand repair. transaction_id: the
 -- writing transaction (what the guard looks for); by_role: the login

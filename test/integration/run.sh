@@ -275,7 +275,7 @@ fi
 leaked=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM pg_proc
 	WHERE pronamespace = '\"$old\"'::regnamespace
 	  AND proname IN ('import_events', 'append_mismatch', 'import_many',
-	                  'append_many_core')
+	                  'append_many_core', 'lock_streams_and_events')
 	  AND has_function_privilege('$app', oid, 'EXECUTE')")
 if [ "$leaked" != 0 ]; then
 	echo "run.sh: after 0002, $app may execute $leaked owner-only" \
