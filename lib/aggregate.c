@@ -231,6 +231,13 @@ int evs_aggregate_raise(evs_aggregate *agg, evs_event *event, evs_error *err)
 		                   "event must not be NULL");
 		goto done;
 	}
+	if (evs_event_type(event)[0] == EVS_SYSTEM_PREFIX) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "event type \"%s\" starts with '$': such "
+		                   "types are evstore's own",
+		                   evs_event_type(event));
+		goto done;
+	}
 	if ((rc = check_not_queued(agg, event, err)) != 0)
 		goto done;
 	if ((rc = reserve_one(agg, err)) != 0)
@@ -307,7 +314,10 @@ int evs_aggregate_apply_stored(evs_aggregate *agg, const evs_event *event,
 		                   (long long)agg->version);
 		goto done;
 	}
-	if ((rc = apply_event(agg, event, err)) != 0)
+	/* evstore's own markers ("$deleted", "$undeleted") take a version
+	 * in the stream but are no part of the aggregate's state. */
+	if (evs_event_type(event)[0] != EVS_SYSTEM_PREFIX &&
+	    (rc = apply_event(agg, event, err)) != 0)
 		goto done;
 	agg->version++;
 done:

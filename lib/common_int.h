@@ -32,6 +32,9 @@ int evs__error_nomem(evs_error *err);
 
 /* Adds the aggregate id to an error already set (EVS_EDUPLICATE). */
 int evs__error_set_aggregate(evs_error *err, const char *aggregate_id);
+/* EVS_EDELETED for an undelete of a hard-deleted stream. */
+int evs__error_set_hard_deleted(evs_error *err, const char *aggregate_id,
+                                int64_t expected, int64_t actual);
 
 /* Makes dst a copy of src (its strings copied). Returns the code. */
 int evs__error_copy(evs_error *dst, const evs_error *src);

@@ -134,6 +134,35 @@ int evs_error_set_conflict(evs_error *err, const char *aggregate_id,
 	return EVS_ECONFLICT;
 }
 
+int evs_error_set_deleted(evs_error *err, const char *aggregate_id,
+                          int64_t expected, int64_t actual)
+{
+	if (err == NULL)
+		return EVS_EDELETED;
+	evs_error_set(err, EVS_EDELETED, NULL,
+	              "aggregate \"%s\" is deleted (at version %lld)",
+	              aggregate_id, (long long)actual);
+	evs__error_set_aggregate(err, aggregate_id);
+	err->expected_version = expected;
+	err->actual_version = actual;
+	return EVS_EDELETED;
+}
+
+int evs__error_set_hard_deleted(evs_error *err, const char *aggregate_id,
+                                int64_t expected, int64_t actual)
+{
+	if (err == NULL)
+		return EVS_EDELETED;
+	evs_error_set(err, EVS_EDELETED, NULL,
+	              "aggregate \"%s\" was deleted with its events (hard, "
+	              "at version %lld): it cannot be undeleted",
+	              aggregate_id, (long long)actual);
+	evs__error_set_aggregate(err, aggregate_id);
+	err->expected_version = expected;
+	err->actual_version = actual;
+	return EVS_EDELETED;
+}
+
 int evs__error_set_aggregate(evs_error *err, const char *aggregate_id)
 {
 	char *id;
@@ -199,6 +228,8 @@ const char *evs_strerror(int code)
 		return "checkpoint beyond the store's log";
 	case EVS_ENOTSTORED:
 		return "not stored: another request of the atomic call failed";
+	case EVS_EDELETED:
+		return "stream deleted";
 	default:
 		return "unknown error";
 	}

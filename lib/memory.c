@@ -205,16 +205,28 @@ static int is_replay(const mem_touch *t, int64_t start,
  * call sees it. Returns 1 for an idempotent replay (r->version set), 0
  * when it may be stored, or a negative code (r->version set, err filled).
  * Called with the lock held. */
-static int check_req(const mem_touch *t, evs_append_req *r, evs_error *err)
+static int check_req(const mem_touch *t, evs_append_req *r, int system,
+                     evs_error *err)
 {
 	int64_t current = (int64_t)touch_count(t) - 1;
 	int64_t expected = r->expected_version, at;
 	evs_event *const *events = r->events;
 	size_t n = r->n_events, i;
+	/* A deleted stream takes nothing but a replay of what it holds
+	 * (a hard-deleted one holds nothing to replay). */
+	int deleted = t->s != NULL && t->s->state != MEM_LIVE && !system;
 
+	if (deleted && t->s->state == MEM_HARD) {
+		r->version = current;
+		return evs_error_set_deleted(err, r->aggregate_id, expected,
+		                             current);
+	}
 	if (expected >= EVS_NO_VERSION && current != expected) {
 		if (!is_replay(t, expected + 1, events, n)) {
 			r->version = current;
+			if (deleted)
+				return evs_error_set_deleted(
+					err, r->aggregate_id, expected, current);
 			return evs_error_set_conflict(err, r->aggregate_id,
 			                              expected, current);
 		}
@@ -232,6 +244,11 @@ static int check_req(const mem_touch *t, evs_append_req *r, evs_error *err)
 			r->version = at + (int64_t)n - 1;
 			return 1;
 		}
+	}
+	if (deleted) {
+		r->version = current;
+		return evs_error_set_deleted(err, r->aggregate_id, expected,
+		                             current);
 	}
 	for (i = 0; i < n; i++) {
 		at = touch_find(t, &events[i]->id);
@@ -290,14 +307,17 @@ static int log_reserve(mem_backend *mb, size_t more)
 	return 0;
 }
 
-/* Every append: one or more requests under one lock hold. Phase 1 checks
+/* For append_locked(): evstore's own append (a lifecycle marker), which
+ * writes to a deleted stream. Never set by the front end. */
+#define MEM_APPEND_SYSTEM 0x40000000u
+
+/* Every append: one or more requests, with the lock held. Phase 1 checks
  * each request in order against the streams as the earlier ones leave
  * them; phase 2 allocates everything the passing requests need, then
  * stores them, with nothing left that can fail. */
-static int mem_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
-                           unsigned int flags, evs_error *err)
+static int append_locked(mem_backend *mb, evs_append_req *reqs, size_t n,
+                         unsigned int flags, evs_error *err)
 {
-	mem_backend *mb = (mem_backend *)be;
 	mem_touch *touches = calloc(n, sizeof(*touches));
 	size_t *touch_of = malloc(n * sizeof(*touch_of));
 	size_t hcap = 16, *hslot = NULL, n_touch = 0, i, j, k;
@@ -317,7 +337,6 @@ static int mem_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
 	}
 	for (i = 0; i < hcap; i++)
 		hslot[i] = SIZE_MAX;
-	pthread_mutex_lock(&mb->lock);
 	for (i = 0; i < n; i++) {
 		const char *id = reqs[i].aggregate_id;
 
@@ -339,7 +358,8 @@ static int mem_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
 		mem_touch *t = &touches[touch_of[i]];
 
 		r->replayed = 0;
-		r->rc = check_req(t, r, first == 0 ? err : NULL);
+		r->rc = check_req(t, r, (flags & MEM_APPEND_SYSTEM) != 0,
+		                  first == 0 ? err : NULL);
 		if (r->rc > 0) {
 			r->rc = 0;
 			r->replayed = 1;
@@ -377,6 +397,7 @@ static int mem_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
 			if (t->fresh == NULL ||
 			    (t->fresh->id = strdup(t->id)) == NULL)
 				goto nomem;
+			t->fresh->serial = ++mb->last_serial;
 			n_fresh++;
 		}
 		if (stream_reserve(t->s ? t->s : t->fresh, t->n_pend) < 0)
@@ -441,7 +462,6 @@ nomem:
 		evs_event_free(built[i]);
 	rc = EVS_ENOMEM;
 done:
-	pthread_mutex_unlock(&mb->lock);
 	free(built);
 	for (k = 0; k < n_touch; k++) {
 		stream_free(touches[k].fresh);
@@ -459,6 +479,18 @@ nomem_unlocked:
 		reqs[i].version = EVS_NO_VERSION;
 	}
 	return evs__error_nomem(err);
+}
+
+static int mem_append_many(evs_backend *be, evs_append_req *reqs, size_t n,
+                           unsigned int flags, evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	int rc;
+
+	pthread_mutex_lock(&mb->lock);
+	rc = append_locked(mb, reqs, n, flags, err);
+	pthread_mutex_unlock(&mb->lock);
+	return rc;
 }
 
 static int mem_append_ext(evs_append_result *out, evs_backend *be,
@@ -510,6 +542,27 @@ static int hand_out(evs_event **chunk, size_t n, int failed,
 	return rc;
 }
 
+/* The stream a read goes on with, with the lock held: NULL when it has
+ * none (yet), or EVS_EDELETED (err filled) when it is deleted, or was
+ * replaced by a new stream of the same id since the read began
+ * (*serial: 0 before the first chunk). */
+static int reading(mem_stream **out, mem_backend *mb, const char *id,
+                   uint64_t *serial, evs_error *err)
+{
+	mem_stream *s = find_stream(mb, id);
+
+	*out = s;
+	if (s != NULL && s->state != MEM_LIVE)
+		return evs_error_set_deleted(err, id, EVS_ANY_VERSION,
+		                             (int64_t)s->count - 1);
+	if (*serial != 0 && (s == NULL || s->serial != *serial))
+		return evs_error_set_deleted(err, id, EVS_ANY_VERSION,
+		                             EVS_NO_VERSION);
+	if (s != NULL)
+		*serial = s->serial;
+	return 0;
+}
+
 static int mem_read(evs_backend *be, const char *id, int64_t after,
                     evs_backend_event_cb cb, void *payload, evs_error *err)
 {
@@ -517,6 +570,7 @@ static int mem_read(evs_backend *be, const char *id, int64_t after,
 	evs_event *chunk[READ_CHUNK];
 	/* after is EVS_NO_VERSION or more: no overflow in unsigned. */
 	size_t next = (size_t)((uint64_t)after + 1), end = 0, n, bytes;
+	uint64_t serial = 0;
 	int rc = 0;
 	int first = 1, failed = 0;
 
@@ -526,7 +580,10 @@ static int mem_read(evs_backend *be, const char *id, int64_t after,
 		n = 0;
 		bytes = 0;
 		pthread_mutex_lock(&mb->lock);
-		s = find_stream(mb, id);
+		if ((rc = reading(&s, mb, id, &serial, err)) < 0) {
+			pthread_mutex_unlock(&mb->lock);
+			return rc;
+		}
 		/* Read up to where the stream ended when the read began. */
 		if (first && s != NULL)
 			end = s->count;
@@ -564,6 +621,7 @@ static int mem_read_backward(evs_backend *be, const char *id,
 	size_t top = before < 1 ? 0 : (uint64_t)before > SIZE_MAX ? SIZE_MAX
 	                                                         : (size_t)before;
 	size_t n, bytes;
+	uint64_t serial = 0;
 	int rc = 0, failed = 0;
 
 	while (left > 0 && top > 0) {
@@ -572,7 +630,10 @@ static int mem_read_backward(evs_backend *be, const char *id,
 		n = 0;
 		bytes = 0;
 		pthread_mutex_lock(&mb->lock);
-		s = find_stream(mb, id);
+		if ((rc = reading(&s, mb, id, &serial, err)) < 0) {
+			pthread_mutex_unlock(&mb->lock);
+			return rc;
+		}
 		if (s != NULL && top > s->count)
 			top = s->count;
 		while (s != NULL && n < top && n < READ_CHUNK && n < left &&
@@ -617,24 +678,25 @@ static int mem_read_all(evs_backend *be, const evs_position *after,
 {
 	mem_backend *mb = (mem_backend *)be;
 	evs_event *chunk[READ_CHUNK];
-	int64_t last = after->global;
-	size_t left = max_events ? max_events : SIZE_MAX, n, next, end;
+	int64_t last = after->global, end = 0;
+	size_t left = max_events ? max_events : SIZE_MAX, n, next;
 	size_t bytes;
 	int rc = 0, first = 1, failed = 0;
 
 	/* Positions follow commit order here, so the global position alone
-	 * places a checkpoint. */
-	end = 0;
+	 * places a checkpoint. The read ends at the position that was last
+	 * when it began (a hard delete may remove events from the log in
+	 * between: places in it move, positions do not). */
 	while (left > 0) {
 		n = 0;
 		bytes = 0;
 		pthread_mutex_lock(&mb->lock);
 		if (first)
-			end = mb->log_count;
+			end = mb->last_position;
 		first = 0;
 		for (next = evs__mem_log_after(mb, last);
-		     next < end && n < READ_CHUNK && n < left &&
-		     bytes < READ_CHUNK_BYTES;
+		     next < mb->log_count && mb->log[next]->position <= end &&
+		     n < READ_CHUNK && n < left && bytes < READ_CHUNK_BYTES;
 		     next++) {
 			if (evs_event_dup(&chunk[n], mb->log[next], NULL) < 0) {
 				failed = 1;
@@ -660,12 +722,226 @@ static int mem_head(int64_t *out, evs_backend *be, const char *id,
 	mem_backend *mb = (mem_backend *)be;
 	mem_stream *s;
 
-	(void)err;
+	int rc;
+
 	pthread_mutex_lock(&mb->lock);
 	s = find_stream(mb, id);
 	*out = s ? (int64_t)s->count - 1 : EVS_NO_VERSION;
+	rc = s != NULL && s->state != MEM_LIVE
+	             ? evs_error_set_deleted(err, id, EVS_ANY_VERSION, *out)
+	     : *out == EVS_NO_VERSION ? EVS_ENOTFOUND
+	                              : 0;
 	pthread_mutex_unlock(&mb->lock);
-	return *out == EVS_NO_VERSION ? EVS_ENOTFOUND : 0;
+	return rc;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+/* A lifecycle marker: type, data {"hard": hard} for the stream's own, or
+ * {"hard", "reuse", "stream", "version"} for EVS_LIFECYCLE_STREAM (the
+ * keys in the order PostgreSQL's jsonb puts them). */
+static int marker_new(evs_event **out, const char *type, const char *stream,
+                      int hard, int reuse, int64_t version, evs_error *err)
+{
+	json_object *data = json_object_new_object();
+	int rc = EVS_ENOMEM;
+
+	*out = NULL;
+	if (data == NULL)
+		return evs__error_nomem(err);
+	if (stream == NULL && strcmp(type, EVS_TYPE_UNDELETED) == 0) {
+		rc = 0;
+	} else if (json_object_object_add(data, "hard",
+	                                  json_object_new_boolean(hard)) == 0) {
+		rc = 0;
+		if (stream != NULL &&
+		    (json_object_object_add(data, "reuse",
+		                            json_object_new_boolean(reuse)) != 0 ||
+		     json_object_object_add(data, "stream",
+		                            json_object_new_string(stream)) != 0 ||
+		     json_object_object_add(data, "version",
+		                            json_object_new_int64(version)) != 0))
+			rc = EVS_ENOMEM;
+	}
+	rc = rc < 0 ? evs__error_nomem(err)
+	            : evs_event_new(out, type, data, NULL, err);
+	json_object_put(data);
+	return rc;
+}
+
+/* Appends the stream's marker (when mark is not NULL; at `at`, its
+ * current version) and the EVS_LIFECYCLE_STREAM event, in one commit.
+ * Lock held. */
+static int append_markers(mem_backend *mb, const char *id, int64_t at,
+                          evs_event *mark, evs_event *life, evs_error *err)
+{
+	evs_append_req reqs[2];
+	size_t n = 0;
+
+	memset(reqs, 0, sizeof(reqs));
+	if (mark != NULL) {
+		reqs[n].aggregate_id = id;
+		reqs[n].expected_version = at;
+		reqs[n].events = &mark;
+		reqs[n].n_events = 1;
+		n++;
+	}
+	reqs[n].aggregate_id = EVS_LIFECYCLE_STREAM;
+	reqs[n].expected_version = EVS_ANY_VERSION;
+	reqs[n].events = &life;
+	reqs[n].n_events = 1;
+	n++;
+	return append_locked(mb, reqs, n, EVS_APPEND_ATOMIC | MEM_APPEND_SYSTEM,
+	                     err);
+}
+
+/* Removes the events of stream s up to version `upto` from the log and
+ * the stream (their places in s->events become NULL; s->ids keeps the
+ * events above). Nothing here can fail. Lock held. */
+static void remove_events(mem_backend *mb, mem_stream *s, int64_t upto)
+{
+	size_t i, k = 0;
+
+	evs__mem_subs_forget(mb, s->id);
+	for (i = 0; i < mb->log_count; i++) {
+		evs_event *ev = mb->log[i];
+
+		if (ev->version <= upto && strcmp(ev->aggregate_id, s->id) == 0)
+			continue;
+		mb->log[k++] = ev;
+	}
+	mb->log_count = k;
+	for (i = 0; i < s->count && (int64_t)i <= upto; i++) {
+		evs_event_free(s->events[i]);
+		s->events[i] = NULL;
+	}
+	if (s->ids != NULL)
+		memset(s->ids, 0, s->ids_cap * sizeof(*s->ids));
+	for (i = (size_t)(upto + 1); i < s->count; i++)
+		ids_put(s->ids, s->ids_cap, &s->events[i]->id, (int64_t)i);
+}
+
+/* Takes s out of the table (backward-shift of its cluster). Lock held. */
+static void table_remove(mem_backend *mb, mem_stream *s)
+{
+	size_t mask = mb->table_cap - 1, i, j;
+
+	for (i = evs__hash_str(s->id) & mask; mb->table[i] != s;
+	     i = (i + 1) & mask)
+		;
+	mb->table[i] = NULL;
+	mb->n_streams--;
+	for (j = (i + 1) & mask; mb->table[j] != NULL; j = (j + 1) & mask) {
+		mem_stream *t = mb->table[j];
+
+		mb->table[j] = NULL;
+		table_put(mb->table, mb->table_cap, t);
+	}
+}
+
+/* The checks both lifecycle calls start with: the stream exists, at the
+ * expected version. Returns 0 with *out set, or an error. Lock held. */
+static int lifecycle_find(mem_stream **out, mem_backend *mb, const char *id,
+                          int64_t expected, evs_error *err)
+{
+	mem_stream *s = find_stream(mb, id);
+
+	*out = s;
+	if (s == NULL)
+		return expected >= 0
+		               ? evs_error_set_conflict(err, id, expected,
+		                                        EVS_NO_VERSION)
+		               : evs_error_set(err, EVS_ENOTFOUND, NULL,
+		                               "aggregate \"%s\" has no events",
+		                               id);
+	return 0;
+}
+
+static int mem_delete(int64_t *version_out, evs_backend *be, const char *id,
+                      int64_t expected, unsigned int flags, evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	int hard = (flags & EVS_DELETE_HARD) != 0;
+	int reuse = (flags & EVS_DELETE_REUSE) != 0;
+	evs_event *mark = NULL, *life = NULL;
+	mem_stream *s;
+	int64_t current, marker;
+	int rc;
+
+	pthread_mutex_lock(&mb->lock);
+	if ((rc = lifecycle_find(&s, mb, id, expected, err)) < 0)
+		goto done;
+	current = (int64_t)s->count - 1;
+	if (s->state == MEM_HARD || (s->state == MEM_SOFT && !hard)) {
+		rc = evs_error_set_deleted(err, id, expected, current);
+		goto done;
+	}
+	if (expected >= 0 && expected != current) {
+		rc = evs_error_set_conflict(err, id, expected, current);
+		goto done;
+	}
+	marker = reuse ? EVS_NO_VERSION : current + 1;
+	if ((!reuse && (rc = marker_new(&mark, EVS_TYPE_DELETED, NULL, hard, 0,
+	                                0, err)) < 0) ||
+	    (rc = marker_new(&life, EVS_TYPE_DELETED, id, hard, reuse, marker,
+	                     err)) < 0 ||
+	    (rc = append_markers(mb, id, current, mark, life, err)) < 0)
+		goto done;
+	if (hard)
+		remove_events(mb, s, current);
+	if (reuse) {
+		table_remove(mb, s);
+		stream_free(s);
+	} else {
+		s->state = hard ? MEM_HARD : MEM_SOFT;
+	}
+	*version_out = marker;
+done:
+	pthread_mutex_unlock(&mb->lock);
+	evs_event_free(mark);
+	evs_event_free(life);
+	return rc;
+}
+
+static int mem_undelete(int64_t *version_out, evs_backend *be,
+                        const char *id, int64_t expected, evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	evs_event *mark = NULL, *life = NULL;
+	mem_stream *s;
+	int64_t current;
+	int rc;
+
+	pthread_mutex_lock(&mb->lock);
+	if ((rc = lifecycle_find(&s, mb, id, expected, err)) < 0)
+		goto done;
+	current = (int64_t)s->count - 1;
+	if (s->state == MEM_HARD) {
+		rc = evs__error_set_hard_deleted(err, id, expected, current);
+		goto done;
+	}
+	if (expected >= 0 && expected != current) {
+		rc = evs_error_set_conflict(err, id, expected, current);
+		goto done;
+	}
+	if (s->state == MEM_LIVE) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "aggregate \"%s\" is not deleted", id);
+		goto done;
+	}
+	if ((rc = marker_new(&mark, EVS_TYPE_UNDELETED, NULL, 0, 0, 0, err)) <
+	            0 ||
+	    (rc = marker_new(&life, EVS_TYPE_UNDELETED, id, 0, 0, current + 1,
+	                     err)) < 0 ||
+	    (rc = append_markers(mb, id, current, mark, life, err)) < 0)
+		goto done;
+	s->state = MEM_LIVE;
+	*version_out = current + 1;
+done:
+	pthread_mutex_unlock(&mb->lock);
+	evs_event_free(mark);
+	evs_event_free(life);
+	return rc;
 }
 
 static void mem_free(evs_backend *be)
@@ -710,6 +986,8 @@ int evs_backend_memory_new(evs_backend **out, evs_error *err)
 	mb->base.head = mem_head;
 	mb->base.free = mem_free;
 	mb->base.read_all = mem_read_all;
+	mb->base.delete_stream = mem_delete;
+	mb->base.undelete_stream = mem_undelete;
 	*out = &mb->base;
 	return 0;
 }

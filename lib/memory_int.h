@@ -16,7 +16,14 @@ typedef struct mem_stream {
 	 * when empty; capacity is a power of two, at least twice count. */
 	int64_t *ids;
 	size_t ids_cap;
+	/* MEM_LIVE, or deleted: MEM_SOFT (events kept) or MEM_HARD (only the
+	 * "$deleted" marker, at count - 1, is left; events[v] is NULL below
+	 * it, and ids holds the marker's alone). */
+	int state;
+	uint64_t serial; /* tells a stream from a later one of the same id */
 } mem_stream;
+
+enum { MEM_LIVE = 0, MEM_SOFT = 1, MEM_HARD = 2 };
 
 struct mem_sub_row;
 struct evs__sub_state;
@@ -28,6 +35,7 @@ typedef struct mem_backend {
 	size_t table_cap, n_streams;
 	int64_t last_position;
 	uint64_t last_commit; /* one per append that stored events */
+	uint64_t last_serial; /* of the last stream made */
 	/* Every stored event in global order (borrowed from the streams):
 	 * appends hold the lock, so this is commit order too. */
 	evs_event **log;
@@ -46,6 +54,11 @@ size_t evs__mem_log_after(const mem_backend *mb, int64_t after);
 /* Wakes every open subscription; called with the lock held after an
  * append stored events. */
 void evs__mem_wake(mem_backend *mb);
+
+/* Drops the event id from the checkpoints that name an event of the
+ * stream, which is about to be removed (their positions stay). Lock
+ * held. */
+void evs__mem_subs_forget(mem_backend *mb, const char *stream_id);
 
 /* Frees the stored subscriptions (the backend is being freed). */
 void evs__mem_subs_free(mem_backend *mb);

@@ -391,6 +391,23 @@ void evs__mem_wake(mem_backend *mb)
 	}
 }
 
+void evs__mem_subs_forget(mem_backend *mb, const char *stream_id)
+{
+	size_t i, at;
+
+	for (i = 0; i < mb->n_subs; i++) {
+		mem_sub_row *row = &mb->subs[i];
+
+		if (!row->has_last_id)
+			continue;
+		at = evs__mem_log_after(mb, row->pos.global - 1);
+		if (at < mb->log_count &&
+		    mb->log[at]->position == row->pos.global &&
+		    strcmp(mb->log[at]->aggregate_id, stream_id) == 0)
+			row->has_last_id = 0;
+	}
+}
+
 void evs__mem_subs_free(mem_backend *mb)
 {
 	size_t i;

@@ -143,6 +143,28 @@ static int check_expected(int64_t expected, size_t n, evs_error *err)
 	return 0;
 }
 
+/* '$' names are evstore's (EVS_SYSTEM_PREFIX): only a restore
+ * (EVS_APPEND_KEEP_TIME) writes them, putting back what a store made. */
+static int check_reserved(const char *id, evs_event *const *events, size_t n,
+                          unsigned int flags, evs_error *err)
+{
+	size_t i;
+
+	if (flags & EVS_APPEND_KEEP_TIME)
+		return 0;
+	if (id[0] == EVS_SYSTEM_PREFIX)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "aggregate_id \"%s\" starts with '$': "
+		                     "such ids are evstore's own", id);
+	for (i = 0; i < n; i++)
+		if (events[i]->type[0] == EVS_SYSTEM_PREFIX)
+			return evs_error_set(err, EVS_EINVALID, NULL,
+			                     "events[%zu] has type \"%s\": types "
+			                     "starting with '$' are evstore's own",
+			                     i, events[i]->type);
+	return 0;
+}
+
 /* With EVS_APPEND_KEEP_TIME: an exact version and a time on every event. */
 static int check_keep_time(int64_t expected, evs_event *const *events,
                            size_t n, evs_error *err)
@@ -183,6 +205,9 @@ int evs_store_append_ext(evs_append_result *out, evs_store *store,
 		                     "flags 0x%x holds unknown bits", flags);
 	if ((flags & EVS_APPEND_KEEP_TIME) &&
 	    (rc = check_keep_time(expected_version, events, n_events, err)) < 0)
+		return rc;
+	if ((rc = check_reserved(aggregate_id, events, n_events, flags,
+	                         err)) < 0)
 		return rc;
 	be = store->be;
 	if (n_events == 0) {
@@ -230,6 +255,8 @@ static int check_req(const evs_append_req *r, size_t i, unsigned int flags,
 	if (rc == 0 &&
 	    (rc = check_expected(r->expected_version, r->n_events, &tmp)) == 0 &&
 	    (rc = check_batch(r->events, r->n_events, &tmp)) == 0 &&
+	    (rc = check_reserved(r->aggregate_id, r->events, r->n_events, flags,
+	                         &tmp)) == 0 &&
 	    (flags & EVS_APPEND_KEEP_TIME))
 		rc = check_keep_time(r->expected_version, r->events,
 		                     r->n_events, &tmp);
@@ -259,8 +286,9 @@ int evs__append_each(evs_append_req *reqs, size_t n, unsigned int flags,
 		           r->events, r->n_events, flags, &tmp);
 		r->replayed = r->rc == 0 ? res.replayed : 0;
 		r->version = r->rc == 0 ? res.version
-		             : r->rc == EVS_ECONFLICT ? tmp.actual_version
-		                                      : EVS_NO_VERSION;
+		             : r->rc == EVS_ECONFLICT || r->rc == EVS_EDELETED
+		                     ? tmp.actual_version
+		                     : EVS_NO_VERSION;
 		if (r->rc < 0 && first == 0) {
 			first = r->rc;
 			if (err != NULL) {
@@ -613,7 +641,7 @@ int evs_store_current_version(int64_t *version_out, evs_store *store,
 			              "aggregate \"%s\" has no events",
 			              aggregate_id);
 	}
-	if (rc == 0 || rc == EVS_ENOTFOUND)
+	if (rc == 0 || rc == EVS_ENOTFOUND || rc == EVS_EDELETED)
 		*version_out = version;
 	return rc;
 }
@@ -645,4 +673,88 @@ int evs_store_read_all(evs_store *store, const evs_position *after,
 	ctx.payload = payload;
 	return store->be->read_all(store->be, after ? after : &start,
 	                           max_events, forward, &ctx, err);
+}
+
+/* ---- stream lifecycle ------------------------------------------------- */
+
+/* What evs_store_delete() and evs_store_undelete() check before the
+ * slot: the slot itself, the id, and the expected version (returned in
+ * *expected, EVS_STREAM_EXISTS as EVS_ANY_VERSION). */
+static int check_lifecycle(evs_store *store, const char *aggregate_id,
+                           int64_t *expected, int has_slot, evs_error *err)
+{
+	int rc;
+
+	if ((rc = check_store(store, err)) < 0 ||
+	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0)
+		return rc;
+	if (aggregate_id[0] == EVS_SYSTEM_PREFIX)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "aggregate_id \"%s\" starts with '$': "
+		                     "evstore's own streams are not deleted",
+		                     aggregate_id);
+	if (*expected == EVS_STREAM_EXISTS)
+		*expected = EVS_ANY_VERSION;
+	if (*expected < 0 && *expected != EVS_ANY_VERSION)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "expected_version %lld is not a version "
+		                     "(0 or more) nor EVS_ANY_VERSION: a stream "
+		                     "without events has nothing to delete",
+		                     (long long)*expected);
+	if (store->be->version < 6 || !has_slot)
+		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                     "this store's backend cannot delete "
+		                     "streams");
+	return 0;
+}
+
+int evs_store_delete(int64_t *version_out, evs_store *store,
+                     const char *aggregate_id, int64_t expected_version,
+                     unsigned int flags, evs_error *err)
+{
+	const unsigned int known = EVS_DELETE_HARD | EVS_DELETE_REUSE;
+	int64_t version = EVS_NO_VERSION;
+	int rc;
+
+	evs__error_reset(err);
+	if (version_out != NULL)
+		*version_out = EVS_NO_VERSION;
+	if ((rc = check_lifecycle(store, aggregate_id, &expected_version,
+	                          store != NULL && store->be->version >= 6 &&
+	                                  store->be->delete_stream != NULL,
+	                          err)) < 0)
+		return rc;
+	if ((flags & ~known) != 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "flags 0x%x holds unknown bits", flags);
+	if ((flags & EVS_DELETE_REUSE) && !(flags & EVS_DELETE_HARD))
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "EVS_DELETE_REUSE needs EVS_DELETE_HARD");
+	rc = store->be->delete_stream(&version, store->be, aggregate_id,
+	                              expected_version, flags, err);
+	if (rc == 0 && version_out != NULL)
+		*version_out = version;
+	return rc;
+}
+
+int evs_store_undelete(int64_t *version_out, evs_store *store,
+                       const char *aggregate_id, int64_t expected_version,
+                       evs_error *err)
+{
+	int64_t version = EVS_NO_VERSION;
+	int rc;
+
+	evs__error_reset(err);
+	if (version_out != NULL)
+		*version_out = EVS_NO_VERSION;
+	if ((rc = check_lifecycle(store, aggregate_id, &expected_version,
+	                          store != NULL && store->be->version >= 6 &&
+	                                  store->be->undelete_stream != NULL,
+	                          err)) < 0)
+		return rc;
+	rc = store->be->undelete_stream(&version, store->be, aggregate_id,
+	                                expected_version, err);
+	if (rc == 0 && version_out != NULL)
+		*version_out = version;
+	return rc;
 }

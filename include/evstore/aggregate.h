@@ -103,7 +103,8 @@ evs_aggregate_type_of(const evs_aggregate *agg);
  * Raises a new event: applies it to the state and, when that succeeds,
  * queues it for the next save.
  * @param event  taken, even on failure
- * @return 0, EVS_EINVALID (NULL argument, or an event id already queued),
+ * @return 0, EVS_EINVALID (NULL argument, an event id already queued, or
+ *         a type starting with '$'),
  *         EVS_ENOMEM, or what type->apply returned (then nothing is
  *         queued)
  */
@@ -123,7 +124,9 @@ EVS_EXTERN(int) evs_aggregate_raise_new(evs_aggregate *agg, const char *type,
 /**
  * Applies an already stored event (one read from a store): the state
  * changes and the version becomes the event's version, which must be the
- * next one (current version + 1).
+ * next one (current version + 1). evstore's own markers (types starting
+ * with '$', such as the "$deleted" and "$undeleted" an undeleted stream
+ * holds) only move the version: type->apply never sees them.
  * @param event  borrowed for the call; stored in this aggregate's stream
  * @return 0, EVS_EINVALID (an event never stored or of another aggregate,
  *         not the next version, or events are queued), or what

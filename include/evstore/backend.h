@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /** The vtable version this header describes. */
-#define EVS_BACKEND_VERSION 5
+#define EVS_BACKEND_VERSION 6
 
 /**
  * Receives one event from a backend's read slot.
@@ -65,7 +65,8 @@ struct evs_backend {
 	/**
 	 * Optional (may be NULL: the front end then reads the stream).
 	 * Sets *out to the version of the last event and returns 0, or sets
-	 * EVS_NO_VERSION and returns EVS_ENOTFOUND when there is none.
+	 * EVS_NO_VERSION and returns EVS_ENOTFOUND when there is none (a
+	 * deleted stream: sets its version and returns EVS_EDELETED).
 	 */
 	int (*head)(int64_t *out, evs_backend *be, const char *aggregate_id,
 	            evs_error *err);
@@ -137,12 +138,35 @@ struct evs_backend {
 	                     evs_backend_event_cb cb, void *payload,
 	                     evs_error *err);
 
-	/* ---- version 6 and later: append new slots here, never reorder ---- */
+	/* ---- version 6 ---- */
+
+	/**
+	 * Optional (NULL: evs_store_delete() and evs_store_undelete()
+	 * answer EVS_EUNSUPPORTED). Follow those calls: both markers, the
+	 * EVS_LIFECYCLE_STREAM event, the state change and (hard) the
+	 * removal in one atomic step, under the stream's append lock. A
+	 * backend with these slots must also refuse appends to a deleted
+	 * stream (EVS_EDELETED, after the replay check) and answer its read,
+	 * read_backward and head slots with EVS_EDELETED (evs_error_set_deleted()).
+	 * The front end has checked the id (not a '$' one), that
+	 * expected_version is EVS_ANY_VERSION or 0 and above (it maps
+	 * EVS_STREAM_EXISTS to EVS_ANY_VERSION), and the flags.
+	 */
+	int (*delete_stream)(int64_t *version_out, evs_backend *be,
+	                     const char *aggregate_id,
+	                     int64_t expected_version, unsigned int flags,
+	                     evs_error *err);
+	int (*undelete_stream)(int64_t *version_out, evs_backend *be,
+	                       const char *aggregate_id,
+	                       int64_t expected_version, evs_error *err);
+
+	/* ---- version 7 and later: append new slots here, never reorder ---- */
 };
 
 /** Initialiser for a backend vtable. */
 #define EVS_BACKEND_INIT \
-	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, \
+	 NULL, NULL, NULL, NULL, NULL}
 
 /**
  * Wraps a backend in a store handle.
@@ -207,6 +231,18 @@ EVS_EXTERN(int) evs_error_set(evs_error *err, int code, const char *sqlstate,
 EVS_EXTERN(int) evs_error_set_conflict(evs_error *err,
                                        const char *aggregate_id,
                                        int64_t expected, int64_t actual);
+
+/**
+ * Fills @p err (when not NULL) for a call on a deleted stream, with the
+ * standard message, and returns EVS_EDELETED.
+ * @param aggregate_id  copied
+ * @param expected      the caller's expected version (or sentinel;
+ *                      EVS_ANY_VERSION for a read)
+ * @param actual        the stream's version (its "$deleted" marker's)
+ */
+EVS_EXTERN(int) evs_error_set_deleted(evs_error *err,
+                                      const char *aggregate_id,
+                                      int64_t expected, int64_t actual);
 
 #ifdef __cplusplus
 }

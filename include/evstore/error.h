@@ -34,9 +34,12 @@ typedef enum {
 	                            taken over by, another instance */
 	EVS_EREWOUND = -14,    /**< a subscription's checkpoint names an event
 	                            the store no longer has: it was rewound */
-	EVS_ENOTSTORED = -15   /**< a request of an atomic multi-stream
+	EVS_ENOTSTORED = -15,  /**< a request of an atomic multi-stream
 	                            append that was not stored because
 	                            another request of the call failed */
+	EVS_EDELETED = -16     /**< the stream is deleted: it takes no
+	                            appends and cannot be read (see
+	                            evs_store_delete()) */
 } evs_code;
 
 /**
@@ -51,10 +54,13 @@ typedef struct evs_error {
 	char sqlstate[6];     /**< "23505", or "" when not from Postgres */
 	const char *message;  /**< one line, lower-case start, no period */
 	const char *detail;   /**< more context, or NULL */
-	/* Set only for EVS_ECONFLICT (aggregate_id also for EVS_EDUPLICATE): */
-	const char *aggregate_id; /**< the aggregate of the failed append */
+	/* Set only for EVS_ECONFLICT and EVS_EDELETED (aggregate_id also for
+	 * EVS_EDUPLICATE): */
+	const char *aggregate_id; /**< the aggregate of the failed call */
 	int64_t expected_version; /**< what the caller expected */
-	int64_t actual_version;   /**< the stream's version; -1 when empty */
+	int64_t actual_version;   /**< the stream's version; -1 when empty
+	                               (EVS_EDELETED: the version of its
+	                               "$deleted" marker) */
 	/* private to the library */
 	unsigned int owned_;
 } evs_error;

@@ -15,7 +15,7 @@ extern "C" {
 #define EVS_PG_OPTIONS_VERSION 3
 
 /** The schema version (highest sql/ migration) this library works with. */
-#define EVS_PG_SCHEMA_VERSION 6
+#define EVS_PG_SCHEMA_VERSION 7
 
 /** Levels of the messages a log callback receives (PostgreSQL's). */
 #define EVS_LOG_DEBUG 0   /**< DEBUG1 to DEBUG5 */

@@ -44,6 +44,12 @@ EVS_EXTERN(void) evs_store_free(evs_store *store);
  *
  * An empty batch is a no-op that succeeds without any check.
  *
+ * Deleted streams (evs_store_delete()) take no appends: EVS_EDELETED,
+ * err carrying the stream's version; a replay of events the stream
+ * already holds is still a replay. Aggregate ids and event types that
+ * start with '$' are evstore's own (EVS_SYSTEM_PREFIX): an append with
+ * one fails with EVS_EINVALID, except a restore (EVS_APPEND_KEEP_TIME).
+ *
  * @param[out] version_out  may be NULL; the version of the batch's last
  *                          event (for a replay, where it was first stored);
  *                          for an empty batch, the stream's current version
@@ -57,9 +63,9 @@ EVS_EXTERN(void) evs_store_free(evs_store *store);
  *                          n_events is 0; ids must be distinct
  * @param n_events          number of events
  * @param err               may be NULL; filled on failure
- * @return 0, EVS_ECONFLICT, EVS_EDUPLICATE, EVS_EINVALID (naming the
- *         argument; nothing stored), or a backend error (EVS_ENOMEM,
- *         EVS_EDB, EVS_EUNAVAILABLE, EVS_ETIMEOUT)
+ * @return 0, EVS_ECONFLICT, EVS_EDUPLICATE, EVS_EDELETED, EVS_EINVALID
+ *         (naming the argument; nothing stored), or a backend error
+ *         (EVS_ENOMEM, EVS_EDB, EVS_EUNAVAILABLE, EVS_ETIMEOUT)
  */
 EVS_EXTERN(int) evs_store_append(int64_t *version_out, evs_store *store,
                                  const char *aggregate_id,
@@ -189,7 +195,8 @@ EVS_EXTERN(int) evs_store_append_many(evs_store *store, evs_append_req *reqs,
  * @param from_version  exclusive; EVS_NO_VERSION (or anything below it)
  *                      loads every event
  * @param err           may be NULL; filled on failure
- * @return 0, EVS_EINVALID, or a backend error
+ * @return 0, EVS_EINVALID, EVS_EDELETED (a deleted stream, from any
+ *         version; err carries its version), or a backend error
  */
 EVS_EXTERN(int) evs_store_load(evs_event_list **out, evs_store *store,
                                const char *aggregate_id, int64_t from_version,
@@ -219,7 +226,8 @@ typedef int (*evs_event_cb)(const evs_event *event, void *payload);
  * @param payload       passed to @p cb
  * @param err           may be NULL; filled on failure
  * @return 0 after the last event, the callback's non-zero value when it
- *         stopped the read, EVS_EINVALID, or a backend error
+ *         stopped the read, EVS_EINVALID, EVS_EDELETED (before any
+ *         callback), or a backend error
  */
 EVS_EXTERN(int) evs_store_foreach(evs_store *store, const char *aggregate_id,
                                   int64_t from_version, evs_event_cb cb,
@@ -228,11 +236,13 @@ EVS_EXTERN(int) evs_store_foreach(evs_store *store, const char *aggregate_id,
 /**
  * The version of an aggregate's last event.
  * @param[out] version_out  the version; EVS_NO_VERSION when there is none
+ *                          (a deleted stream: its "$deleted" marker's)
  * @param store             borrowed
  * @param aggregate_id      borrowed for the call
  * @param err               may be NULL; filled on failure
  * @return 0 when the aggregate has events, EVS_ENOTFOUND when it has none,
- *         EVS_EINVALID, or a backend error
+ *         EVS_EDELETED when it is deleted, EVS_EINVALID, or a backend
+ *         error
  */
 EVS_EXTERN(int) evs_store_current_version(int64_t *version_out,
                                           evs_store *store,
@@ -258,8 +268,8 @@ EVS_EXTERN(int) evs_store_current_version(int64_t *version_out,
  * @param err             may be NULL; filled on failure
  * @return 0 after the last (oldest) event or the max_events-th, the
  *         callback's non-zero value when it stopped the read,
- *         EVS_EINVALID, EVS_EUNSUPPORTED (a backend without the slot), or
- *         a backend error
+ *         EVS_EINVALID, EVS_EUNSUPPORTED (a backend without the slot),
+ *         EVS_EDELETED, or a backend error
  */
 EVS_EXTERN(int) evs_store_foreach_backward(evs_store *store,
                                            const char *aggregate_id,
@@ -279,11 +289,88 @@ EVS_EXTERN(int) evs_store_foreach_backward(evs_store *store,
  * @param aggregate_id  borrowed for the call
  * @param n             1 or more
  * @param err           may be NULL; filled on failure
- * @return 0, EVS_EINVALID, EVS_EUNSUPPORTED, or a backend error
+ * @return 0, EVS_EINVALID, EVS_EUNSUPPORTED, EVS_EDELETED, or a backend
+ *         error
  */
 EVS_EXTERN(int) evs_store_load_last(evs_event_list **out, evs_store *store,
                                     const char *aggregate_id, size_t n,
                                     evs_error *err);
+
+/* ---- stream lifecycle ------------------------------------------------- */
+
+/** Aggregate ids and event types starting with this belong to evstore. */
+#define EVS_SYSTEM_PREFIX '$'
+/** The system stream every lifecycle change is recorded in. */
+#define EVS_LIFECYCLE_STREAM "$lifecycle"
+/** Type of the marker a deletion appends to the stream and to
+ *  EVS_LIFECYCLE_STREAM. */
+#define EVS_TYPE_DELETED "$deleted"
+/** Type of the marker an undeletion appends to both. */
+#define EVS_TYPE_UNDELETED "$undeleted"
+
+/** Flag of evs_store_delete(): remove the stream's events too. */
+#define EVS_DELETE_HARD 1u
+/** Flag of evs_store_delete(), with EVS_DELETE_HARD: remove the stream
+ *  itself too, so that its id starts again at version 0. */
+#define EVS_DELETE_REUSE 2u
+
+/**
+ * Deletes one aggregate's stream, at an expected version like an append
+ * (acting on a stale read is EVS_ECONFLICT). In one transaction:
+ *   - soft (flags 0): the events stay; a "$deleted" marker event (data
+ *     {"hard": false}) is appended to the stream; from then on appends
+ *     and reads of the stream fail with EVS_EDELETED (err carries the
+ *     marker's version) until evs_store_undelete();
+ *   - EVS_DELETE_HARD: the events are removed (a soft-deleted stream may
+ *     be hard-deleted later); the stream keeps only its "$deleted" marker
+ *     (data {"hard": true}) and stays refused for good;
+ *   - EVS_DELETE_HARD | EVS_DELETE_REUSE: the marker and the stream go
+ *     too; the id is free, and a new stream under it starts at version 0.
+ * Each also appends a "$deleted" event to EVS_LIFECYCLE_STREAM, data
+ * {"hard", "reuse", "stream", "version"} (version: the marker's, -1 with
+ * EVS_DELETE_REUSE), so readers of all events see every deletion in feed
+ * order, also one that leaves nothing in the stream. Readers of all
+ * events still see a soft-deleted stream's events; removed events are
+ * gone from every read once the call returns. On PostgreSQL the change
+ * is logged in lifecycle_log (who, when, which version), and the role
+ * needs EXECUTE on delete_stream() (README, "Deleting streams").
+ * @param[out] version_out  may be NULL; the marker's version
+ *                          (EVS_NO_VERSION with EVS_DELETE_REUSE)
+ * @param store             borrowed
+ * @param aggregate_id      borrowed; not a '$' id
+ * @param expected_version  the stream's current version, or
+ *                          EVS_ANY_VERSION (EVS_STREAM_EXISTS: the same)
+ * @param flags             0, EVS_DELETE_HARD, or both flags
+ * @param err               may be NULL; filled on failure
+ * @return 0, EVS_ECONFLICT (an exact version and a stream at another one,
+ *         or without events), EVS_ENOTFOUND (any version, no stream),
+ *         EVS_EDELETED (already deleted; a hard delete of a soft-deleted
+ *         stream is allowed), EVS_EINVALID, EVS_EUNSUPPORTED (a backend
+ *         without the slot), or a backend error
+ */
+EVS_EXTERN(int) evs_store_delete(int64_t *version_out, evs_store *store,
+                                 const char *aggregate_id,
+                                 int64_t expected_version,
+                                 unsigned int flags, evs_error *err);
+
+/**
+ * Brings back a soft-deleted stream: appends an "$undeleted" marker
+ * (data {}) after its "$deleted" one, and a "$undeleted" event to
+ * EVS_LIFECYCLE_STREAM; appends and reads work again, and the stream
+ * reads with both markers in it (evs_aggregate_apply_stored() skips
+ * '$' events).
+ * @param[out] version_out  may be NULL; the "$undeleted" marker's version
+ * @param expected_version  the "$deleted" marker's version (as
+ *                          EVS_EDELETED's actual_version says), or
+ *                          EVS_ANY_VERSION
+ * @return 0, EVS_ECONFLICT, EVS_ENOTFOUND, EVS_EINVALID (also: the
+ *         stream is not deleted), EVS_EDELETED (hard-deleted: it cannot
+ *         come back), EVS_EUNSUPPORTED, or a backend error
+ */
+EVS_EXTERN(int) evs_store_undelete(int64_t *version_out, evs_store *store,
+                                   const char *aggregate_id,
+                                   int64_t expected_version,
+                                   evs_error *err);
 
 /**
  * A place in the log of all events: the checkpoint of a reader of all

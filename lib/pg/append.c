@@ -14,7 +14,12 @@
 #include "pg_int.h"
 
 /* The status column of append_events() and import_events(). */
-enum { STATUS_APPENDED = 0, STATUS_REPLAY = 1, STATUS_CONFLICT = 2 };
+enum {
+	STATUS_APPENDED = 0,
+	STATUS_REPLAY = 1,
+	STATUS_CONFLICT = 2,
+	STATUS_DELETED = 4 /* sql/0007 */
+};
 
 /* ---- text-format arrays ---------------------------------------------------- */
 
@@ -292,6 +297,8 @@ again:
 
 		if (status == STATUS_CONFLICT) {
 			rc = evs_error_set_conflict(err, id, expected, version);
+		} else if (status == STATUS_DELETED) {
+			rc = evs_error_set_deleted(err, id, expected, version);
 		} else {
 			out->version = version;
 			out->replayed = status == STATUS_REPLAY;
@@ -315,7 +322,8 @@ again:
 		 * version, as for any conflict. */
 		int64_t actual;
 
-		rc = evs__pg_head_on(&actual, pb, slot, id, deadline, err);
+		rc = evs__pg_head_on(&actual, NULL, pb, slot, id, deadline,
+		                     err);
 		if (rc == 0 || rc == EVS_ENOTFOUND)
 			rc = evs_error_set_conflict(err, id, expected, actual);
 	} else {
@@ -365,6 +373,7 @@ enum {
 	MANY_REPLAY = 1,
 	MANY_CONFLICT = 2,
 	MANY_DUPLICATE = 3,
+	MANY_DELETED = 4,
 	MANY_NOT_STORED = 9
 };
 
@@ -436,6 +445,9 @@ static int take_many_rows(evs_append_req *reqs, size_t n, const PGresult *res)
 		case MANY_DUPLICATE:
 			r->rc = EVS_EDUPLICATE;
 			break;
+		case MANY_DELETED:
+			r->rc = EVS_EDELETED;
+			break;
 		case MANY_NOT_STORED:
 			r->rc = EVS_ENOTSTORED;
 			r->version = EVS_NO_VERSION;
@@ -454,6 +466,9 @@ static void fill_req_error(const evs_append_req *r, const PGresult *res,
 	if (r->rc == EVS_ECONFLICT) {
 		evs_error_set_conflict(e, r->aggregate_id, r->expected_version,
 		                       r->version);
+	} else if (r->rc == EVS_EDELETED) {
+		evs_error_set_deleted(e, r->aggregate_id, r->expected_version,
+		                      r->version);
 	} else if (r->rc == EVS_EDUPLICATE) {
 		evs_error_set(e, EVS_EDUPLICATE, "23505",
 		              "event id %s is already stored in aggregate "

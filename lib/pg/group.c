@@ -180,6 +180,11 @@ static void take_answer(pg_group_req *g, const char *stmt, PGresult *res)
 		g->r.rc = 0;
 		g->r.replayed = 1;
 		break;
+	case 4:
+		g->r.rc = evs_error_set_deleted(&g->err, g->r.aggregate_id,
+		                                g->r.expected_version,
+		                                g->r.version);
+		break;
 	default:
 		g->r.rc = evs_error_set_conflict(&g->err, g->r.aggregate_id,
 		                                 g->r.expected_version,

@@ -254,6 +254,8 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->base.read_all = evs__pg_read_all;
 	pb->base.append_ext = evs__pg_append_ext;
 	pb->base.append_many = evs__pg_append_many;
+	pb->base.delete_stream = evs__pg_delete;
+	pb->base.undelete_stream = evs__pg_undelete;
 	pb->pool_size = o.pool_size;
 	pb->pool_timeout_ms = o.pool_timeout_ms;
 	pb->connect_timeout_ms = o.connect_timeout_ms;

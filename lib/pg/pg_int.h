@@ -73,6 +73,8 @@ typedef struct pg_backend {
 #define PG_READ_ALL "evs_read_all"     /* a page of the fenced feed */
 #define PG_READ_BACK "evs_read_back"   /* a page of one stream, backwards */
 #define PG_HEAD "evs_head"             /* a stream's version */
+#define PG_DELETE "evs_delete"         /* delete_stream() */
+#define PG_UNDELETE "evs_undelete"     /* undelete_stream() */
 #define PG_FIND_IDS "evs_find_ids"     /* where an event id is stored */
 #define PG_LOCK_WAIT "evs_lock_wait"   /* lock_timeout for this transaction */
 #define PG_FEED_ALL "evs_feed_all"     /* a subscription's page: all */
@@ -287,8 +289,16 @@ int evs__pg_read_feed(pg_backend *pb, const struct evs__feed *feed,
                       size_t max, evs_backend_event_cb cb, void *payload,
                       int *more, evs_error *err);
 
-/* The stream's version on an acquired slot (EVS_ENOTFOUND when none). */
-int evs__pg_head_on(int64_t *out, pg_backend *pb, pg_slot *slot,
-                    const char *id, int64_t deadline, evs_error *err);
+/* The stream's version on an acquired slot (EVS_ENOTFOUND when none),
+ * and (when deleted is not NULL) whether it is deleted. */
+int evs__pg_head_on(int64_t *out, int *deleted, pg_backend *pb,
+                    pg_slot *slot, const char *id, int64_t deadline,
+                    evs_error *err);
+
+/* The lifecycle slots (lifecycle.c). */
+int evs__pg_delete(int64_t *version_out, evs_backend *be, const char *id,
+                   int64_t expected, unsigned int flags, evs_error *err);
+int evs__pg_undelete(int64_t *version_out, evs_backend *be, const char *id,
+                     int64_t expected, evs_error *err);
 
 #endif

@@ -39,6 +39,8 @@ typedef struct cursor {
 	int (*before_page)(struct cursor *c, pg_backend *pb, pg_slot *slot,
 	                   evs_error *err);
 	size_t left;       /* events still wanted (SIZE_MAX: all) */
+	int marked;        /* rows end with the stream's deleted version
+	                    * (PG_READ, PG_READ_BACK) */
 	int single_page;   /* one page only; *more says if another follows */
 	int *more_out;
 	char buf[6][24];
@@ -132,6 +134,7 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 		const char *params[7];
 		char state[6];
 		int n_params, extra = 0, extra_seen = 0, cut = 0;
+		int64_t deleted = EVS_NO_VERSION;
 		pg_slot *slot;
 
 		if ((rc = evs__pg_acquire(&slot, pb, err)) < 0)
@@ -161,6 +164,16 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 			}
 			if (rc < 0 || row == NULL)
 				break;
+			if (c->marked && (!PQgetisnull(row, 0, 9) ||
+			                  PQgetisnull(row, 0, 0))) {
+				/* The stream is deleted, or the page is
+				 * empty: no event in this row. */
+				if (!PQgetisnull(row, 0, 9))
+					deleted = strtoll(PQgetvalue(row, 0, 9),
+					                  NULL, 10);
+				PQclear(row);
+				continue;
+			}
 			if (rows == want) {
 				/* The row beyond the page: another follows. */
 				PQclear(row);
@@ -210,6 +223,9 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 			continue;
 		}
 		evs__pg_release(pb, slot);
+		if (rc == 0 && deleted != EVS_NO_VERSION)
+			rc = evs_error_set_deleted(err, c->id, EVS_ANY_VERSION,
+			                           deleted);
 		if (rc != 0)
 			break;
 		seen_bytes += g.bytes;
@@ -280,7 +296,7 @@ static int stream_before_page(cursor *c, pg_backend *pb, pg_slot *slot,
 
 	if (c->pages == 0 || c->upto != INT64_MAX)
 		return 0;
-	rc = evs__pg_head_on(&c->upto, pb, slot, c->id,
+	rc = evs__pg_head_on(&c->upto, NULL, pb, slot, c->id,
 	                     evs__pg_deadline(pb->call_timeout_ms), err);
 	return rc == EVS_ENOTFOUND ? 0 : rc;
 }
@@ -292,6 +308,7 @@ int evs__pg_read(evs_backend *be, const char *id, int64_t after,
 
 	memset(&c, 0, sizeof(c));
 	c.stmt = PG_READ;
+	c.marked = 1;
 	c.what = "could not read events";
 	c.params = stream_params;
 	c.more = stream_more;
@@ -339,6 +356,7 @@ int evs__pg_read_backward(evs_backend *be, const char *id, int64_t before,
 
 	memset(&c, 0, sizeof(c));
 	c.stmt = PG_READ_BACK;
+	c.marked = 1;
 	c.what = "could not read events";
 	c.params = back_params;
 	c.more = back_more;
@@ -462,8 +480,9 @@ int evs__pg_read_feed(pg_backend *pb, const evs__feed *feed,
 
 /* ---- a stream's version ------------------------------------------------------ */
 
-int evs__pg_head_on(int64_t *out, pg_backend *pb, pg_slot *slot,
-                    const char *id, int64_t deadline, evs_error *err)
+int evs__pg_head_on(int64_t *out, int *deleted, pg_backend *pb,
+                    pg_slot *slot, const char *id, int64_t deadline,
+                    evs_error *err)
 {
 	const char *params[1] = {id};
 	PGresult *res;
@@ -485,8 +504,11 @@ int evs__pg_head_on(int64_t *out, pg_backend *pb, pg_slot *slot,
 		                             "version");
 	} else if (PQntuples(res) == 0)
 		rc = EVS_ENOTFOUND;
-	else
+	else {
 		*out = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		if (deleted != NULL)
+			*deleted = PQgetvalue(res, 0, 1)[0] == 't';
+	}
 	PQclear(res);
 	return rc;
 }
@@ -496,12 +518,15 @@ int evs__pg_head(int64_t *out, evs_backend *be, const char *id,
 {
 	pg_backend *pb = (pg_backend *)be;
 	pg_slot *slot;
+	int deleted = 0;
 	int rc = evs__pg_acquire(&slot, pb, err);
 
 	if (rc < 0)
 		return rc;
-	rc = evs__pg_head_on(out, pb, slot, id,
+	rc = evs__pg_head_on(out, &deleted, pb, slot, id,
 	                     evs__pg_deadline(pb->call_timeout_ms), err);
 	evs__pg_release(pb, slot);
+	if (rc == 0 && deleted)
+		rc = evs_error_set_deleted(err, id, EVS_ANY_VERSION, *out);
 	return rc;
 }

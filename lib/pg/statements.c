@@ -97,6 +97,13 @@ char *evs__pg_session_sql(unsigned int statement_timeout_ms,
  * their version order (a stream's keys never go down). */
 #define FENCE "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
 
+/* The version of stream $1 when it is deleted, else NULL, as d.deleted:
+ * one probe of the streams key per page (OFFSET 0 keeps the planner from
+ * copying the probe into every place d.deleted is used). */
+#define DELETED(q)                                                         \
+	"(SELECT (SELECT version FROM " q ".streams WHERE stream_id = $1 "  \
+	"AND deleted_at IS NOT NULL) AS deleted OFFSET 0) AS d"
+
 /* A consumer-group member's share: $k members, this is $m (1: all). The
  * sign bit is masked: abs() overflows on INT64_MIN. */
 #define GROUP(k, m)                                                        \
@@ -130,14 +137,15 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		 * only when the stream's order key is not above this
 		 * transaction's id, so that the events' default
 		 * transaction_id (pg_current_xact_id()) is their order key,
-		 * as append_events would set it; otherwise append_events
-		 * decides. The INSERT runs once per matched row. */
+		 * as append_events would set it, and only a stream that is
+		 * not deleted (sql/0007); otherwise append_events decides.
+		 * The INSERT runs once per matched row. */
 		"PREPARE " PG_APPEND_CAS "(text, int8, uuid[], text[], "
 		"jsonb[], jsonb[]) AS WITH s AS (UPDATE %s.streams SET "
 		"version = $2 + cardinality($3), last_key = "
 		"pg_current_xact_id() WHERE stream_id = $1 AND "
-		"version = $2 AND last_key <= pg_current_xact_id() "
-		"RETURNING version), e AS (INSERT INTO %s.events (stream_id, "
+		"version = $2 AND last_key <= pg_current_xact_id() AND "
+		"deleted_at IS NULL RETURNING version), e AS (INSERT INTO %s.events (stream_id, "
 		"version, event_id, type, data, metadata) SELECT $1, $2 + b.o, "
 		"b.id, b.t, b.d, b.m FROM s, unnest($3, $4, $5, $6) "
 		"WITH ORDINALITY AS b(id, t, d, m, o)) SELECT version%s FROM s;"
@@ -147,9 +155,14 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"PREPARE " PG_IMPORT "(text, int8, uuid[], text[], jsonb[], "
 		"jsonb[], timestamptz[]) AS SELECT status, version%s FROM "
 		"%s.import_events($1, $2, $3, $4, $5, $6, $7);"
+		/* A page of one stream: its events, or, when it is deleted
+		 * (sql/0007), one row with its version in the last column
+		 * and no event (an empty page: one row of NULLs). */
 		"PREPARE " PG_READ "(text, int8, int8, int8) AS SELECT "
-		ROW_COLUMNS "FROM %s.events WHERE stream_id = $1 AND "
-		"version > $2 AND version <= $3 ORDER BY version LIMIT $4;"
+		ROW_COLUMNS ", d.deleted FROM " DELETED("%s") " LEFT JOIN "
+		"LATERAL (SELECT * FROM %s.events WHERE stream_id = $1 AND "
+		"version > $2 AND version <= $3 AND d.deleted IS NULL ORDER "
+		"BY version LIMIT $4) AS e ON true;"
 		"PREPARE " PG_READ_ALL "(xid8, int8, int8) AS SELECT "
 		ROW_COLUMNS "FROM %s.events WHERE (transaction_id, "
 		"global_position) > ($1, $2) AND " FENCE " "
@@ -193,13 +206,13 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"AS SELECT %s.subscription_store($1, $2, $3, $4, $5, $6);"
 		"PREPARE " PG_SUB_RELEASE "(text, int4, int8) AS SELECT "
 		"%s.subscription_release($1, $2, $3);"
-		"PREPARE " PG_HEAD "(text) AS SELECT version FROM %s.streams "
-		"WHERE stream_id = $1;"
+		"PREPARE " PG_HEAD "(text) AS SELECT version, deleted_at IS "
+		"NOT NULL FROM %s.streams WHERE stream_id = $1;"
 		"PREPARE " PG_FIND_IDS "(text, uuid[]) AS SELECT event_id, "
 		"version FROM %s.events WHERE stream_id = $1 AND "
 		"event_id = ANY ($2) ORDER BY version LIMIT 1;",
 		notify_if, q, q, q, notify, notify_if, q, q, q, q, q, q, q, q,
-		q, q, q);
+		q, q, q, q);
 	/* Several appends in one call (sql/0004); the server collapses a
 	 * transaction's identical notifications into one. */
 	many = format(
@@ -214,11 +227,17 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"item, status, version, event_id%s FROM %s.import_many($1, "
 		"$2, $3, $4, $5, $6, $7, $8, $9);"
 		/* A page of one stream backwards: the primary key, walked
-		 * down from below $2. */
+		 * down from below $2; a deleted stream as PG_READ. */
 		"PREPARE " PG_READ_BACK "(text, int8, int8) AS SELECT "
-		ROW_COLUMNS "FROM %s.events WHERE stream_id = $1 AND "
-		"version < $2 ORDER BY version DESC LIMIT $3;",
-		notify_if, q, notify_if, q, q);
+		ROW_COLUMNS ", d.deleted FROM " DELETED("%s") " LEFT JOIN "
+		"LATERAL (SELECT * FROM %s.events WHERE stream_id = $1 AND "
+		"version < $2 AND d.deleted IS NULL ORDER BY version DESC "
+		"LIMIT $3) AS e ON true;"
+		"PREPARE " PG_DELETE "(text, int8, bool, bool) AS SELECT "
+		"status, version FROM %s.delete_stream($1, $2, $3, $4);"
+		"PREPARE " PG_UNDELETE "(text, int8) AS SELECT status, "
+		"version FROM %s.undelete_stream($1, $2);",
+		notify_if, q, notify_if, q, q, q, q, q);
 	free(q);
 	all = sql && many ? format("%s%s", sql, many) : NULL;
 	free(sql);
@@ -308,6 +327,7 @@ const char evs__pg_privilege_probe_sql[] =
 	"AND has_column_privilege(s, 'last_key', 'SELECT') "
 	"AND has_column_privilege(s, 'version', 'UPDATE') "
 	"AND has_column_privilege(s, 'last_key', 'UPDATE') "
+	"AND has_column_privilege(s, 'deleted_at', 'SELECT') "
 	"AND has_column_privilege(e, 'stream_id', 'INSERT') "
 	"AND has_column_privilege(e, 'version', 'INSERT') "
 	"AND has_column_privilege(e, 'event_id', 'INSERT') "

@@ -49,6 +49,9 @@ void ct_add_args_tests(Suite *s);
 /* The tcases of contract_many.c: evs_store_append_many(). */
 void ct_add_many_tests(Suite *s);
 
+/* The tcases of contract_lifecycle.c: deleting streams. */
+void ct_add_lifecycle_tests(Suite *s);
+
 /* The tcases of contract_sub.c: subscriptions, on every backend. */
 void ct_add_sub_tests(Suite *s);
 

@@ -147,6 +147,14 @@ GRANT EXECUTE ON FUNCTION "$schema".append_many(text[], bigint[], integer[],
 	uuid[], text[], jsonb[], jsonb[], boolean, integer) TO "$role";
 SQL
 done
+# Deleting streams (migration 0007), for the two that run the contract
+# suite: README's grant for applications that delete.
+for role in "$app" "$fast"; do
+	psql_as "$owner_dsn" <<SQL
+GRANT EXECUTE ON FUNCTION "$schema".delete_stream(text, bigint, boolean,
+	boolean), "$schema".undelete_stream(text, bigint) TO "$role";
+SQL
+done
 for role in "$fast" "$hostile"; do
 	psql_as "$owner_dsn" <<SQL
 GRANT UPDATE (version, last_key) ON "$schema".streams TO "$role";
@@ -275,7 +283,9 @@ fi
 leaked=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM pg_proc
 	WHERE pronamespace = '\"$old\"'::regnamespace
 	  AND proname IN ('import_events', 'append_mismatch', 'import_many',
-	                  'append_many_core', 'lock_streams_and_events')
+	                  'append_many_core', 'lock_streams_and_events',
+	                  'log_system_import', 'append_system_event',
+	                  'delete_stream', 'undelete_stream')
 	  AND has_function_privilege('$app', oid, 'EXECUTE')")
 if [ "$leaked" != 0 ]; then
 	echo "run.sh: after 0002, $app may execute $leaked owner-only" \

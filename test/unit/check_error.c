@@ -139,6 +139,7 @@ static const int all_codes[] = {
 	EVS_ENOTFOUND,   EVS_ECONFLICT,    EVS_EDB,          EVS_EUNSUPPORTED,
 	EVS_EUNAVAILABLE, EVS_ETIMEOUT,    EVS_EDUPLICATE,   EVS_ESCHEMA,
 	EVS_ECONFIG,     EVS_ELEASE,       EVS_EREWOUND,     EVS_ENOTSTORED,
+	EVS_EDELETED,
 };
 #define N_CODES (sizeof(all_codes) / sizeof(all_codes[0]))
 
@@ -168,7 +169,7 @@ END_TEST
 
 START_TEST(strerror_unknown_codes)
 {
-	static const int unknown[] = {1, 2, -16, -100, 4711, INT_MIN, INT_MAX};
+	static const int unknown[] = {1, 2, -17, -100, 4711, INT_MIN, INT_MAX};
 	const char *first = evs_strerror(unknown[0]);
 	size_t i;
 
