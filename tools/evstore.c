@@ -544,6 +544,141 @@ static int cmd_read(int argc, char **argv, cli_conn *conn)
 	return rc;
 }
 
+/* ---- delete, undelete ------------------------------------------------- */
+
+static const char delete_help[] =
+	"usage: evstore delete STREAM [--hard [--reuse]] [--expected N | "
+	"--yes]\n"
+	"                      [--dsn DSN] [--schema NAME]\n"
+	"\n"
+	"Deletes a stream, in one transaction that appends a \"$deleted\" "
+	"marker to it\n"
+	"and an event to the $lifecycle stream, and logs itself in "
+	"lifecycle_log.\n"
+	"Prints the marker's version (-1 with --reuse).\n"
+	"Soft (the default): the events stay; appends and reads are refused "
+	"until\n"
+	"`evstore undelete`.\n"
+	"\n"
+	"  --hard           remove the events too; the stream stays refused "
+	"for good\n"
+	"  --reuse          with --hard: remove the stream itself, so that "
+	"its id\n"
+	"                   starts again at version 0\n"
+	"  --expected N     the stream's version as you saw it; if it moved "
+	"on, nothing\n"
+	"                   is deleted and the exit code is 3\n"
+	"  --yes            at whatever version the stream is. On a "
+	"terminal one of\n"
+	"                   --expected and --yes is needed\n"
+	CONN_HELP;
+
+static const char undelete_help[] =
+	"usage: evstore undelete STREAM [--expected N | --yes] [--dsn DSN] "
+	"[--schema NAME]\n"
+	"\n"
+	"Brings back a stream that `evstore delete` deleted without --hard: "
+	"appends an\n"
+	"\"$undeleted\" marker after its \"$deleted\" one (and an event to "
+	"$lifecycle), and\n"
+	"prints the marker's version. Appends and reads work again.\n"
+	"\n"
+	"  --expected N     the stream's version (its \"$deleted\" "
+	"marker's, as\n"
+	"                   `evstore delete` printed it); if it moved on, "
+	"exit code 3\n"
+	"  --yes            at whatever version the stream is. On a "
+	"terminal one of\n"
+	"                   --expected and --yes is needed\n"
+	CONN_HELP;
+
+/* delete and undelete: the same options, one call. */
+static int cmd_lifecycle(int argc, char **argv, cli_conn *conn, int undelete)
+{
+	static const struct option delete_opts[] = {
+		{"expected", required_argument, NULL, 'e'},
+		{"yes", no_argument, NULL, 'y'},
+		{"hard", no_argument, NULL, 'H'},
+		{"reuse", no_argument, NULL, 'R'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	static const struct option undelete_opts[] = {
+		{"expected", required_argument, NULL, 'e'},
+		{"yes", no_argument, NULL, 'y'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *cmd = undelete ? "undelete" : "delete";
+	const char *expected_text = NULL;
+	int64_t expected = EVS_ANY_VERSION, version = EVS_NO_VERSION;
+	unsigned int flags = 0;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	int c, rc, yes = 0;
+
+	while ((c = getopt_long(argc, argv, ":h",
+	                        undelete ? undelete_opts : delete_opts,
+	                        NULL)) != -1) {
+		if (c == 'e')
+			expected_text = optarg;
+		else if (c == 'y')
+			yes = 1;
+		else if (c == 'H')
+			flags |= EVS_DELETE_HARD;
+		else if (c == 'R')
+			flags |= EVS_DELETE_REUSE;
+		else if ((rc = common_option(c, cmd,
+		                             undelete ? undelete_help
+		                                      : delete_help,
+		                             argv, conn)) >= 0)
+			return rc;
+	}
+	if ((rc = want_args(cmd, argc - optind, 1, 1)) >= 0)
+		return rc;
+	if (expected_text != NULL &&
+	    cli_parse_int(&expected, expected_text, 0, INT64_MAX - 1) < 0)
+		return cli_usage(cmd, "--expected takes a version (0 or more), "
+		                 "not \"%s\"", expected_text);
+	if (expected_text != NULL && yes)
+		return cli_usage(cmd, "--expected and --yes do not go "
+		                 "together");
+	if ((flags & EVS_DELETE_REUSE) && !(flags & EVS_DELETE_HARD))
+		return cli_usage(cmd, "--reuse goes with --hard");
+	/* A person at a terminal says which version, or that any will do;
+	 * a script's silence means any. */
+	if (expected_text == NULL && !yes && isatty(STDIN_FILENO))
+		return cli_usage(cmd, "on a terminal, say --expected VERSION "
+		                 "(see `evstore read --last 1 %s`) or --yes",
+		                 argv[optind]);
+	if ((rc = resolve_conn(conn, cmd)) >= 0 ||
+	    (rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
+		goto done;
+	if ((undelete ? evs_store_undelete(&version, store, argv[optind],
+	                                   expected, &err)
+	              : evs_store_delete(&version, store, argv[optind],
+	                                 expected, flags, &err)) < 0) {
+		rc = cli_store_fail(&err, NULL);
+		goto done;
+	}
+	printf("%lld\n", (long long)version);
+	rc = EXIT_OK;
+done:
+	evs_store_free(store);
+	evs_error_clear(&err);
+	return rc;
+}
+
+static int cmd_delete(int argc, char **argv, cli_conn *conn)
+{
+	return cmd_lifecycle(argc, argv, conn, 0);
+}
+
+static int cmd_undelete(int argc, char **argv, cli_conn *conn)
+{
+	return cmd_lifecycle(argc, argv, conn, 1);
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 typedef struct command {
@@ -567,6 +702,8 @@ static const command commands[] = {
 	 "stored subscriptions: checkpoint, lag, lease"},
 	{"export", run_export, "write events as NDJSON"},
 	{"import", run_import, "append NDJSON events back, idempotently"},
+	{"delete", cmd_delete, "delete a stream (soft, or --hard)"},
+	{"undelete", cmd_undelete, "bring a soft-deleted stream back"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -159,7 +159,8 @@ run "$evstore" tail --help
 check "tail --help explains POSITION (COMMIT:GLOBAL) and --from with a checkpoint" \
 	eval 'rc_is 0 && out_has "POSITION is COMMIT:GLOBAL" &&
 	      out_has "applies only while NAME has no checkpoint"'
-for cmd in migrate status append read tail subscriptions export import; do
+for cmd in migrate status append read tail subscriptions export import \
+	delete undelete; do
 	run "$evstore" $cmd --help
 	check "$cmd --help prints its usage and exits 0" \
 		eval 'rc_is 0 && out_has "^usage: evstore $cmd" && err_empty'
@@ -223,6 +224,11 @@ usage_case "tail --follow with a value" "$evstore" tail --follow=yes
 usage_case "tail --subscription without its value" "$evstore" tail --subscription
 usage_case "subscriptions with an argument" "$evstore" subscriptions extra
 usage_case "subscriptions --format unknown" "$evstore" subscriptions --format xml
+usage_case "delete without STREAM" "$evstore" delete
+usage_case "delete --reuse without --hard" "$evstore" delete s --reuse
+usage_case "delete --expected with --yes" "$evstore" delete s --expected 1 --yes
+usage_case "delete --expected -1" "$evstore" delete s --expected -1
+usage_case "undelete --hard" "$evstore" undelete s --hard
 
 run "$evstore" append s T '{}' --bogus
 check "a usage line names the option and the command's help" \
@@ -464,6 +470,77 @@ check "read --last with --backward is a usage error (exit 2)" \
 run "$evstore" read acct-1 --last 0
 check "read --last 0 is a usage error (exit 2)" \
 	eval 'fails_with 2 "--last takes a count"'
+# ---- delete, undelete ---------------------------------------------------
+
+# In a schema of their own: the export and import checks below work on
+# the main one's streams.
+EVS_PG_SCHEMA=${tag}_life
+run "$evstore" migrate
+for v in 0 1 2; do
+	run "$evstore" append life-1 Noted "{\"n\": $v}"
+done
+run "$evstore" delete life-1 --expected 1
+check "delete at a stale version: the conflict, exit 3, nothing deleted" \
+	eval 'fails_with 3 "expected version 1, but current version is 2" &&
+	      out_is ""'
+run "$evstore" delete life-1 --expected 2
+check "delete --expected 2 prints the \$deleted marker's version" \
+	eval 'rc_is 0 && out_is 3 && err_empty'
+run "$evstore" read life-1
+check "read of a deleted stream: exit 1, says deleted" \
+	eval 'fails_with 1 "\"life-1\" is deleted (at version 3)"'
+run "$evstore" append life-1 Noted
+check "append to a deleted stream: exit 1, nothing stored" \
+	eval 'fails_with 1 "is deleted" && out_is ""'
+run "$evstore" delete life-1 --yes
+check "delete of a deleted stream: exit 1, says so" \
+	eval 'fails_with 1 "is deleted"'
+run "$evstore" undelete life-1 --expected 3
+check "undelete prints the \$undeleted marker's version" \
+	eval 'rc_is 0 && out_is 4'
+run "$evstore" read life-1 --format ndjson
+check "read after undelete: the events and both markers" \
+	eval 'rc_is 0 && [ "$(versions)" = "0 1 2 3 4 " ] &&
+	      sed -n 4p "$tmp/out" | grep -q "\"type\":\"\\\$deleted\"" &&
+	      sed -n 5p "$tmp/out" | grep -q "\"type\":\"\\\$undeleted\""'
+run "$evstore" undelete life-1 --yes
+check "undelete of a stream that is not deleted: exit 1" \
+	eval 'fails_with 1 "is not deleted"'
+run "$evstore" delete life-1 --hard
+check "delete --hard from a script (no terminal): at any version" \
+	eval 'rc_is 0 && out_is 5'
+run "$evstore" undelete life-1 --yes
+check "undelete after --hard: exit 1, cannot be undeleted" \
+	eval 'fails_with 1 "cannot be undeleted"'
+run psql_q -c "SELECT operation || ':' || expected_version
+	FROM \"${tag}_life\".lifecycle_log WHERE stream_id = 'life-1' ORDER BY id"
+check "each change is in lifecycle_log with its expected version" \
+	eval 'rc_is 0 && [ "$(tr "\n" " " <"$tmp/out")" = "delete:2 undelete:3 hard-delete:-2 " ]'
+run psql_q -c "SELECT count(*) FROM \"${tag}_life\".events WHERE stream_id = 'life-1'"
+check "delete --hard left only the marker" eval 'out_is 1'
+run "$evstore" append life-2 Noted
+run "$evstore" delete life-2 --hard --reuse
+check "delete --hard --reuse prints -1" eval 'rc_is 0 && out_is -1'
+run "$evstore" append life-2 Noted --expected -1
+check "after --reuse the id starts again at version 0" \
+	eval 'rc_is 0 && out_is 0'
+run "$evstore" append '$mine' Noted
+check "append to a '\$' stream: refused, exit 1" \
+	eval 'fails_with 1 "evstore'"'"'s own"'
+if script -qec true /dev/null >/dev/null 2>&1; then
+	script -qec "'$evstore' delete life-2" /dev/null >"$tmp/out" 2>&1 \
+		</dev/null
+	rc=$?
+	: >"$tmp/err"
+	check "on a terminal, delete without --expected or --yes: exit 2" \
+		eval 'rc_is 2 && out_has "on a terminal, say --expected"'
+	run "$evstore" read life-2 --format ndjson
+	check "... and nothing was deleted" eval 'rc_is 0 && [ "$(versions)" = "0 " ]'
+else
+	echo "# no script(1) here: the terminal check is skipped"
+fi
+EVS_PG_SCHEMA=$S
+
 run "$evstore" read acct-1 --format table
 check "read --format table: a header and one row per event" \
 	eval 'rc_is 0 && [ "$(wc -l <"$tmp/out")" -eq 6 ] &&

@@ -880,6 +880,80 @@ START_TEST(named_sub_resumes_after_its_checkpoint)
 }
 END_TEST
 
+/* A deletion is a change subscribers must hear of: a category
+ * subscription gets every marker, in order, and none of the events a
+ * hard delete removed before it read them; a checkpoint that names a
+ * removed event still resumes (no EVS_EREWOUND). */
+static void lc_delete(const char *id, int64_t expected, unsigned int flags)
+{
+	evs_error err = EVS_ERROR_INIT;
+	int rc = evs_store_delete(NULL, ct_store, id, expected, flags, &err);
+
+	ck_assert_msg(rc == 0, "delete %s: %s", id,
+	              err.message ? err.message : evs_strerror(rc));
+	evs_error_clear(&err);
+}
+
+static void check_marker(const evs_event *ev, const char *id, int64_t version,
+                         const char *type)
+{
+	ck_assert_str_eq(evs_event_aggregate_id(ev), id);
+	ck_assert_int_eq(evs_event_version(ev), version);
+	ck_assert_str_eq(evs_event_type(ev), type);
+}
+
+START_TEST(subscriber_sees_every_deletion_and_no_removed_event)
+{
+	char cat[NAME_MAX_LEN], s1[128], s2[128], s3[128], name[NAME_MAX_LEN];
+	evs_sub_options o = EVS_SUB_OPTIONS_INIT;
+	evs_error err = EVS_ERROR_INIT;
+	evs_sub *sub;
+	seen s, r;
+
+	make_cat(cat, sizeof(cat), "lcsub");
+	make_stream(s1, sizeof(s1), cat, "1");
+	make_stream(s2, sizeof(s2), cat, "2");
+	make_stream(s3, sizeof(s3), cat, "3");
+	make_name(name, sizeof(name), "lcsub");
+	append_typed(s1, EVS_NO_VERSION, "sub.l", 0, 3);
+	seen_init(&s, NULL);
+	o.name = name;
+	o.category = cat;
+	o.batch_max = 1;
+	sub = open_sub(&o);
+	poll_until(sub, &s, 3);
+	check_event(s.ev[2], s1, 2, 2);
+	/* Stored there: the checkpoint names s1's last event. */
+	evs_sub_free(sub);
+
+	lc_delete(s1, 2, EVS_DELETE_HARD);
+	/* s3 is written and hard-deleted before the subscriber reads it. */
+	append_typed(s3, EVS_NO_VERSION, "sub.l", 10, 3);
+	lc_delete(s3, 2, EVS_DELETE_HARD);
+	append_typed(s2, EVS_NO_VERSION, "sub.l", 20, 1);
+	lc_delete(s2, 0, 0);
+	ck_assert_int_eq(evs_store_undelete(NULL, ct_store, s2, 1, &err), 0);
+	append_typed(s2, 2, "sub.l", 21, 1);
+
+	seen_init(&r, NULL);
+	sub = open_sub(&o);
+	poll_until(sub, &r, 6);
+	ck_assert_uint_eq(r.n, 6);
+	check_marker(r.ev[0], s1, 3, EVS_TYPE_DELETED);
+	check_marker(r.ev[1], s3, 3, EVS_TYPE_DELETED);
+	check_event(r.ev[2], s2, 0, 20);
+	check_marker(r.ev[3], s2, 1, EVS_TYPE_DELETED);
+	check_marker(r.ev[4], s2, 2, EVS_TYPE_UNDELETED);
+	check_event(r.ev[5], s2, 3, 21);
+	ck_assert_int_eq(r.out_of_order, 0);
+	ck_assert_int_eq(poll_once(sub, 0, &r), 0);
+	evs_sub_free(sub);
+	seen_free(&s);
+	seen_free(&r);
+	evs_error_clear(&err);
+}
+END_TEST
+
 START_TEST(checkpoint_every_n_and_on_free)
 {
 	char cat[NAME_MAX_LEN], s1[128], name[NAME_MAX_LEN];
@@ -2016,6 +2090,7 @@ void ct_add_sub_tests(Suite *s)
 	tcase_add_test(tc, checkpoint_every_n_and_on_free);
 	tcase_add_test(tc, handler_error_hands_the_batch_out_again);
 	tcase_add_test(tc, transactional_moves_the_checkpoint_on_success_only);
+	tcase_add_test(tc, subscriber_sees_every_deletion_and_no_removed_event);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
 
