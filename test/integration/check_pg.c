@@ -612,9 +612,6 @@ START_TEST(schema_absent_older_or_newer_is_refused)
 }
 END_TEST
 
-/* The schema's own rules (sql/0005): a role that may write the tables
- * directly still cannot store what evstore would refuse. Each statement
- * fails with check_violation and changes nothing. */
 /* Runs each statement of stmts (a format with one %s: id) and asserts
  * that each fails with sqlstate, and that `state_sql` (a query of one
  * value) answers the same after as before. */
@@ -643,6 +640,9 @@ static void assert_all_refused(PGconn *conn, const char *const *stmts,
 }
 
 #define LOGGED "INSERT INTO lifecycle_log (operation) VALUES ('test'); "
+/* The schema's own rules (sql/0005, sql/0007): a role that may write the
+ * tables directly still cannot store what evstore would refuse. Each
+ * statement fails with check_violation and changes nothing. */
 START_TEST(direct_sql_cannot_store_what_the_rules_refuse)
 {
 	static const char *const bad[] = {
@@ -669,6 +669,18 @@ START_TEST(direct_sql_cannot_store_what_the_rules_refuse)
 		LOGGED "UPDATE events SET type = '' WHERE stream_id = '%s'",
 		LOGGED "UPDATE events SET metadata = '\"x\"' WHERE "
 		"stream_id = '%s'",
+		/* '$' names are evstore's (sql/0007), on every way in. */
+		"INSERT INTO streams (stream_id, version) VALUES ('$%s', 0)",
+		"INSERT INTO events (stream_id, version, event_id, type, data) "
+		"VALUES ('%s', 1, gen_random_uuid(), '$deleted', '{}')",
+		"SELECT append_events('$%s', -1, ARRAY[gen_random_uuid()], "
+		"'{t}', '{\"{}\"}', '{NULL}')",
+		"SELECT append_events('%s', 0, ARRAY[gen_random_uuid()], "
+		"'{$t}', '{\"{}\"}', '{NULL}')",
+		"SELECT * FROM append_many(ARRAY['%s'], '{0}', '{1}', "
+		"ARRAY[gen_random_uuid()], '{$t}', '{\"{}\"}', '{NULL}')",
+		"SELECT * FROM append_many(ARRAY['$%s'], '{-1}', '{1}', "
+		"ARRAY[gen_random_uuid()], '{t}', '{\"{}\"}', '{NULL}')",
 	};
 	const char *id = fresh_id("rules");
 	PGconn *conn = pg_test_connect();
@@ -689,6 +701,68 @@ START_TEST(direct_sql_cannot_store_what_the_rules_refuse)
 	         "WHERE stream_id = '%s'", id);
 	assert_all_refused(conn, bad, sizeof(bad) / sizeof(bad[0]), id,
 	                   "23514", sql);
+	PQfinish(conn);
+}
+END_TEST
+
+/* The lifecycle functions (sql/0007) are the logged way past the guard:
+ * each leaves a row saying who, which operation, at which expected
+ * version, and what it did; the stream's row says its state. */
+START_TEST(lifecycle_changes_are_logged)
+{
+	const char *id = fresh_id("logged");
+	PGconn *conn = pg_test_connect();
+	evs_error err = EVS_ERROR_INIT;
+	int64_t v;
+	char sql[1024];
+
+	use_store(open_with(2, 0, 0, 0));
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 2, &err), 0);
+	ck_assert_int_eq(evs_store_delete(&v, ct_store, id, 1, 0, &err), 0);
+	ck_assert_int_eq(v, 2);
+	snprintf(sql, sizeof(sql),
+	         "SET search_path TO \"%s\"; SELECT (deleted_at IS NOT NULL) "
+	         "|| '/' || hard_deleted FROM streams WHERE stream_id = '%s'",
+	         pg_test_schema(), id);
+	ck_assert_str_eq(pg_test_exec(conn, sql), "true/false");
+	ck_assert_int_eq(evs_store_undelete(&v, ct_store, id, EVS_ANY_VERSION,
+	                                    &err),
+	                 0);
+	ck_assert_int_eq(v, 3);
+	ck_assert_int_eq(evs_store_delete(&v, ct_store, id, 3,
+	                                  EVS_DELETE_HARD, &err),
+	                 0);
+	ck_assert_int_eq(v, 4);
+	snprintf(sql, sizeof(sql),
+	         "SELECT (deleted_at IS NOT NULL) || '/' || hard_deleted || "
+	         "'/' || version FROM streams WHERE stream_id = '%s'", id);
+	ck_assert_str_eq(pg_test_exec(conn, sql), "true/true/4");
+	snprintf(sql, sizeof(sql),
+	         "SELECT string_agg(concat_ws(':', operation, "
+	         "expected_version, detail->>'version', detail->>'marker', "
+	         "detail->>'events_removed', by_role = session_user, "
+	         "at <= now()), ' ' ORDER BY id) FROM lifecycle_log WHERE "
+	         "stream_id = '%s'", id);
+	ck_assert_str_eq(pg_test_exec(conn, sql),
+	                 "delete:1:1:2:0:t:t "
+	                 "undelete:-2:2:t:t "
+	                 "hard-delete:3:3:4:4:t:t");
+	/* The events went with it; the marker is all that is left, and
+	 * it is as safe from a mistyped statement as any event. */
+	snprintf(sql, sizeof(sql),
+	         "SELECT string_agg(version || type, ',') FROM events WHERE "
+	         "stream_id = '%s'", id);
+	ck_assert_str_eq(pg_test_exec(conn, sql), "4$deleted");
+	snprintf(sql, sizeof(sql), "DELETE FROM events WHERE stream_id = '%s'",
+	         id);
+	{
+		PGresult *res = PQexec(conn, sql);
+
+		ck_assert_str_eq(PQresultErrorField(res, PG_DIAG_SQLSTATE),
+		                 "EVS04");
+		PQclear(res);
+	}
+	evs_error_clear(&err);
 	PQfinish(conn);
 }
 END_TEST
@@ -1023,6 +1097,7 @@ Suite *pg_suite(void)
 	tcase_add_test(tc, schema_absent_older_or_newer_is_refused);
 	tcase_add_test(tc, direct_sql_cannot_store_what_the_rules_refuse);
 	tcase_add_test(tc, history_changes_only_as_a_logged_change);
+	tcase_add_test(tc, lifecycle_changes_are_logged);
 	tcase_add_test(tc, statements_prepared_before_a_column_change_are_replaced);
 	tcase_add_test(tc, bad_options_are_refused);
 	if (getenv("EVS_TEST_PG_RESTART") != NULL)

@@ -347,8 +347,15 @@ for stmt in "DELETE FROM $t.events WHERE false" \
 	"UPDATE $t.streams SET version = 0 WHERE false" \
 	"INSERT INTO $t.events (stream_id, version, event_id, type, data)
 	 SELECT $new_event WHERE false" \
-	"INSERT INTO $t.lifecycle_log (operation) SELECT 'x' WHERE false"; do
+	"INSERT INTO $t.lifecycle_log (operation) SELECT 'x' WHERE false" \
+	"SELECT $t.log_system_import('{x}', '{t}')"; do
 	denied "$app_dsn" "$stmt"
+done
+# Deleting streams takes its own grant (README, "Deleting streams").
+# (No such stream: were they allowed, they would change nothing.)
+for stmt in "SELECT * FROM $t.delete_stream('no such stream', -2)" \
+	"SELECT * FROM $t.undelete_stream('no such stream', -2)"; do
+	denied "$hostile_dsn" "$stmt"
 done
 echo "== integration: the application role cannot insert, update or delete rows"
 # With the optional grants, it still cannot change or remove a stored event,
