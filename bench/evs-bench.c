@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <json-c/json.h>
 #include <libpq-fe.h>
 
 #include <evstore/evstore.h>
@@ -50,6 +51,7 @@ typedef struct {
 	unsigned width;      /* append: streams per evs_store_append_many() */
 	unsigned in_flight;  /* the store's evs_pg_options.group_in_flight */
 	unsigned pool;       /* the store's pool size (0: threads) */
+	unsigned snapshot_format; /* snapload: the format loaded */
 } options;
 
 static void usage(FILE *f)
@@ -75,6 +77,11 @@ static void usage(FILE *f)
 "           hold exactly that many, in --streams streams CATEGORY-0,\n"
 "           CATEGORY-1, ...) with a handler that counts and checks the\n"
 "           order; timed until the last one was handled\n"
+"  snapload one thread loads the stream --stream with\n"
+"           evs_store_load_snapshot(), kind \"bench\", format\n"
+"           --snapshot-format, for --seconds, decoding every event's JSON;\n"
+"           the stream must hold --events events; a load is checked to\n"
+"           end at the last one. Reports loads/s\n"
 "  latency  --threads threads append single events, each to --streams\n"
 "           streams of its own in a new category, one every --interval-ms;\n"
 "           one subscription (default options, --wake) follows the\n"
@@ -225,6 +232,8 @@ static int parse_args(options *o, int argc, char **argv)
 			o->shared = (unsigned)strtoul(v, NULL, 10);
 		} else if (strcmp(a, "--width") == 0) {
 			o->width = (unsigned)strtoul(v, NULL, 10);
+		} else if (strcmp(a, "--snapshot-format") == 0) {
+			o->snapshot_format = (unsigned)strtoul(v, NULL, 10);
 		} else {
 			fprintf(stderr, "evs-bench: unknown option %s\n", a);
 			return -1;
@@ -1097,7 +1106,7 @@ static void counter_free(void *state, void *payload)
 
 static const evs_aggregate_type counter_type = {
 	EVS_AGGREGATE_TYPE_VERSION, "counter", counter_create, counter_apply,
-	counter_free, NULL,
+	counter_free, NULL, 0, NULL, NULL,
 };
 
 typedef struct {
@@ -1457,6 +1466,103 @@ static int cmd_stream(const options *o)
 		result(o->label, 1, (double)c.next / secs, NULL, rss);
 	evs_store_free(store);
 	evs_error_clear(&err);
+	return failed;
+}
+
+/* ---- snapload -------------------------------------------------------- */
+
+typedef struct {
+	int snapshots;
+	int64_t after;  /* the snapshot's version, or -1 */
+	int64_t next;   /* the version expected next */
+	uint64_t bytes;
+} snapload_ctx;
+
+static int snapload_snapshot(int64_t version, const char *json, size_t len,
+                             void *payload)
+{
+	snapload_ctx *c = payload;
+	json_object *state = json_tokener_parse(json);
+
+	if (state == NULL)
+		return 1;
+	json_object_put(state);
+	c->snapshots++;
+	c->after = version;
+	c->next = version + 1;
+	c->bytes += len;
+	return 0;
+}
+
+static int snapload_event(const evs_event *ev, void *payload)
+{
+	snapload_ctx *c = payload;
+
+	if (read_event(ev, c->next, 1, &c->bytes) < 0)
+		return 1;
+	c->next++;
+	return 0;
+}
+
+static int cmd_snapload(const options *o)
+{
+	evs_store *store = NULL;
+	evs_error err = EVS_ERROR_INIT;
+	histogram *h = calloc(1, sizeof(*h));
+	uint64_t loads = 0, events = 0;
+	int64_t t0, t_end;
+	double rss;
+	int snapshots = 0, rc = 0;
+
+	if (h == NULL) {
+		fail("out of memory");
+		return 1;
+	}
+	if (o->stream == NULL || o->events < 1 || o->snapshot_format == 0) {
+		fprintf(stderr, "evs-bench snapload: needs --stream, --events "
+		        "and --snapshot-format\n");
+		free(h);
+		return 2;
+	}
+	if (open_store(&store, o, 1) < 0) {
+		free(h);
+		return 1;
+	}
+	t0 = now_ns();
+	t_end = t0 + (int64_t)(o->seconds * 1e9);
+	while (!failed && now_ns() < t_end) {
+		snapload_ctx c = {0, -1, 0, 0};
+		int64_t s = now_ns();
+
+		rc = evs_store_load_snapshot(store, o->stream, "bench",
+		                             o->snapshot_format,
+		                             snapload_snapshot, snapload_event,
+		                             &c, &err);
+		h_add(h, now_ns() - s);
+		if (rc < 0)
+			fail_err("evs_store_load_snapshot", rc, &err);
+		else if (rc > 0 || c.next != o->events)
+			fail("snapload: %s read up to version %lld, not %lld",
+			     o->stream, (long long)c.next - 1,
+			     (long long)o->events - 1);
+		loads++;
+		events += (uint64_t)(c.next - (c.after + 1));
+		snapshots += c.snapshots;
+	}
+	t_end = now_ns();
+	rss = peak_rss_mb();
+	fprintf(stderr,
+	        "evs-bench snapload: %llu loads (%d from a snapshot), %llu "
+	        "events applied, in %.2f s; check %s\n",
+	        (unsigned long long)loads, snapshots,
+	        (unsigned long long)events, (double)(t_end - t0) / 1e9,
+	        failed ? "FAILED" : "ok");
+	if (!failed)
+		result(o->label, 1, (double)loads / ((double)(t_end - t0) / 1e9),
+		       h, rss);
+	evs_store_free(store);
+	evs_error_clear(&err);
+	free(h);
 	return failed;
 }
 
@@ -1907,6 +2013,8 @@ int main(int argc, char **argv)
 		return cmd_subscribe(&o);
 	if (strcmp(o.cmd, "latency") == 0)
 		return cmd_latency(&o);
+	if (strcmp(o.cmd, "snapload") == 0)
+		return cmd_snapload(&o);
 	fprintf(stderr, "evs-bench: unknown command %s\n", o.cmd);
 	usage(stderr);
 	return 2;

@@ -3,9 +3,11 @@
 -- -1, one row more than the page, so that the end is known), prepared,
 -- and no decoding. Client i reads stream load-(i mod :nstreams), made by
 -- run.sh. (The bounds are variables, hence parameters, as evstore's are:
--- with constants the planner may pick another plan.)
+-- with constants the planner may pick another plan.) Since migration
+-- 0007 the statement also asks, once per page, whether the stream is
+-- deleted.
 \set k :client_id % :nstreams
 \set after -1
 \set upto 9223372036854775807
 \set lim 1001
-SELECT version, global_position, event_id, type, data, metadata, (extract(epoch FROM recorded_at) * 1000000)::int8 FROM events WHERE stream_id = 'load-' || :k AND version > :after AND version <= :upto ORDER BY version LIMIT :lim;
+SELECT version, global_position, event_id, type, data, metadata, (extract(epoch FROM recorded_at) * 1000000)::int8, transaction_id, stream_id, d.deleted FROM (SELECT (SELECT version FROM streams WHERE stream_id = 'load-' || :k AND deleted_at IS NOT NULL) AS deleted OFFSET 0) AS d LEFT JOIN LATERAL (SELECT * FROM events WHERE stream_id = 'load-' || :k AND version > :after AND version <= :upto AND d.deleted IS NULL ORDER BY version LIMIT :lim) AS e ON true;

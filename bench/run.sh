@@ -36,6 +36,10 @@
 #   9 single appends at 4 threads with 4 subscriptions following them
 #     (polling, in the same process) and without, runs alternating; the
 #     baseline is the run without
+#  14 loading a 100,000-event aggregate from a snapshot 10 events back
+#     (evs_store_load_snapshot(): the snapshot and 10 events, JSON parsed)
+#     against loading it by full replay (the same call for a format that
+#     has no snapshot: all 100,000 events); loads/s
 #
 # Before every run of 1-3, 8 and 9 the tables are emptied and checkpointed;
 # 4-6 run on the big table, loaded once with generate_series; 7 on its own
@@ -901,6 +905,45 @@ if [ -n "${EVSTORE_BIN:-}" ] && [ -x "$EVSTORE_BIN" ]; then
 fi
 
 fi
+if want 14; then
+# ---- workload 14: loading from a snapshot -----------------------------------
+
+SNAP_EVENTS=100000
+SNAP_BACK=10
+say ""
+say "== 14. loading a $SNAP_EVENTS-event aggregate: from a snapshot" \
+	"$SNAP_BACK events back, and by full replay ($(elapsed))"
+sql >/dev/null <<SQL
+INSERT INTO streams (stream_id, version, last_key)
+VALUES ('snapload', $((SNAP_EVENTS - 1)), pg_current_xact_id())
+ON CONFLICT DO NOTHING;
+INSERT INTO events (stream_id, version, event_id, type, data)
+SELECT 'snapload', v, gen_random_uuid(), 'Deposited',
+       jsonb_build_object('amount', 1, 'n', v)
+  FROM generate_series(0, $((SNAP_EVENTS - 1))) AS v
+ WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream_id = 'snapload');
+SELECT store_snapshot('snapload', 'bench', 1, $((SNAP_EVENTS - 1 - SNAP_BACK)),
+       jsonb_build_object('balance', $((SNAP_EVENTS - SNAP_BACK))));
+VACUUM ANALYZE events;
+SQL
+for r in $(seq "$RUNS"); do
+	say "-- run $r"
+	for what in $(rotate $(((r - 1) % 2)) snapshot replay); do
+		if [ "$what" = snapshot ]; then
+			evs snapload100k-evstore 1 snapload --stream snapload \
+				--events "$SNAP_EVENTS" --snapshot-format 1 \
+				--seconds "$SECS" || true
+		else
+			evs snapload100k-replay-evstore 1 snapload \
+				--stream snapload --events "$SNAP_EVENTS" \
+				--snapshot-format 2 --seconds "$SECS" || true
+		fi
+	done
+done
+median snapload100k-evstore 1
+median snapload100k-replay-evstore 1
+
+fi
 # ---- the summary ------------------------------------------------------------
 
 say ""
@@ -964,6 +1007,7 @@ ratios() {
 		}
 		pair("hot4-group-on-evstore", "hot4-group-off-evstore", 16, "eps")
 		pair("many10-evstore", "many10-single-evstore", 1, "eps")
+		pair("snapload100k-evstore", "snapload100k-replay-evstore", 1, "eps")
 	}' "$work/runs"
 }
 
@@ -987,7 +1031,7 @@ table() {
 			goal = "p99 <= " lim " ms " (p99[k] != "-" && p99[k] + 0 <= lim ? "met" : "MISSED")
 		} else if (f != "" && ((e, f, t) in ratio)) {
 			r = ratio[e, f, t]
-			if (target != "") goal = goal " " ((r + 0 >= target) ? "met" : "MISSED")
+			if (target != "") goal = goal " " ((r + 0 >= target + 0) ? "met" : "MISSED")
 			r = r " (" runs[e, f, t] ")"
 		}
 		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, t,
@@ -1038,6 +1082,7 @@ table() {
 		row("11. 16 threads on 4 hot streams: group commit on vs off", "16", "hot4-group-on-evstore", "hot4-group-off-evstore", "1")
 		row("12. atomic 10-stream appends vs single appends (events/s)", "1", "many10-evstore", "many10-single-evstore", "5")
 		row("13. evstore import of 1,000,000 events (events/s)", "1", "import1M-evstore", "", "")
+		row("14. load a 100,000-event aggregate from a snapshot 10 back vs full replay (loads/s)", "1", "snapload100k-evstore", "snapload100k-replay-evstore", "50")
 	}' "$work/ratios" "$work/results"
 }
 targets() {

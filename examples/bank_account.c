@@ -83,6 +83,7 @@ static void account_free(void *state, void *payload)
 static const evs_aggregate_type account_type = {
 	EVS_AGGREGATE_TYPE_VERSION, "account",
 	account_create, account_apply, account_free, NULL,
+	0, NULL, NULL, /* no snapshots */
 };
 
 /* ---- commands: decide which events to raise -------------------------- */

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "aggregate_int.h"
 
 struct evs_aggregate {
@@ -11,6 +13,8 @@ struct evs_aggregate {
 	char *id;
 	void *state;
 	int64_t version;
+	int64_t snapshot_version; /* of the snapshot it was restored from or
+	                           * last saved (EVS_NO_VERSION: none) */
 	evs_event **pending;
 	size_t n_pending;
 	size_t cap_pending;
@@ -49,7 +53,19 @@ int evs__aggregate_type_check(const evs_aggregate_type *type,
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "aggregate type \"%s\" lacks the required "
 		                     "\"%s\" slot", name, missing);
+	if (type->version >= 2 &&
+	    ((type->snapshot_format != 0) != (type->snapshot != NULL) ||
+	     (type->snapshot_format != 0) != (type->restore != NULL)))
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "aggregate type \"%s\" has some of "
+		                     "snapshot_format, snapshot and restore "
+		                     "but not all three", name);
 	return 0;
+}
+
+int evs__aggregate_type_snapshots(const evs_aggregate_type *type)
+{
+	return type->version >= 2 && type->snapshot_format != 0;
 }
 
 /*
@@ -101,6 +117,7 @@ int evs_aggregate_new(evs_aggregate **out, const evs_aggregate_type *type,
 	}
 	agg->type = type;
 	agg->version = EVS_NO_VERSION;
+	agg->snapshot_version = EVS_NO_VERSION;
 	rc = type->create(&agg->state, aggregate_id, type->payload, e);
 	if (rc != 0) {
 		if (e->code == 0)
@@ -328,4 +345,86 @@ void evs__aggregate_mark_saved(evs_aggregate *agg)
 {
 	agg->version += (int64_t)agg->n_pending;
 	free_pending(agg);
+}
+
+/* ---- snapshots -------------------------------------------------------- */
+
+int64_t evs__aggregate_snapshot_version(const evs_aggregate *agg)
+{
+	return agg->snapshot_version;
+}
+
+int evs__aggregate_restore(evs_aggregate *agg, int64_t version,
+                           const char *json, size_t len, evs_error *err)
+{
+	evs_error local = EVS_ERROR_INIT;
+	evs_error *e = err != NULL ? err : &local;
+	json_tokener *tok = json_tokener_new_ex(EVS_JSON_MAX_DEPTH + 1);
+	json_object *obj = NULL;
+	void *state = NULL;
+	int rc;
+
+	if (tok == NULL) {
+		rc = evs__error_nomem(err);
+		goto done;
+	}
+	obj = json_tokener_parse_ex(tok, json, (int)len);
+	if (obj == NULL && json_tokener_get_error(tok) != json_tokener_success) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "the snapshot of aggregate \"%s\" at version "
+		                   "%lld is not JSON", agg->id,
+		                   (long long)version);
+		goto done;
+	}
+	rc = agg->type->restore(&state, agg->id, obj, agg->type->payload, e);
+	if (rc != 0) {
+		if (e->code == 0)
+			evs_error_set(e, rc, NULL,
+			              "could not restore aggregate \"%s\" from "
+			              "its snapshot at version %lld", agg->id,
+			              (long long)version);
+		goto done;
+	}
+	agg->type->free(agg->state, agg->type->payload);
+	agg->state = state;
+	agg->version = version;
+	agg->snapshot_version = version;
+done:
+	json_object_put(obj);
+	if (tok != NULL)
+		json_tokener_free(tok);
+	evs_error_clear(&local);
+	return rc;
+}
+
+int evs__aggregate_snapshot_json(char **out, const evs_aggregate *agg,
+                                 evs_error *err)
+{
+	evs_error local = EVS_ERROR_INIT;
+	evs_error *e = err != NULL ? err : &local;
+	json_object *obj = NULL;
+	const char *text;
+	int rc;
+
+	*out = NULL;
+	rc = agg->type->snapshot(&obj, agg->state, agg->type->payload, e);
+	if (rc != 0) {
+		if (e->code == 0)
+			evs_error_set(e, rc, NULL,
+			              "could not take a snapshot of aggregate "
+			              "\"%s\"", agg->id);
+		goto done;
+	}
+	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+	if (text == NULL || (*out = strdup(text)) == NULL)
+		rc = evs__error_nomem(err);
+done:
+	json_object_put(obj);
+	evs_error_clear(&local);
+	return rc;
+}
+
+void evs__aggregate_set_snapshot_version(evs_aggregate *agg, int64_t version)
+{
+	agg->snapshot_version = version;
 }

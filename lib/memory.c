@@ -132,12 +132,26 @@ static int stream_reserve(mem_stream *s, size_t n)
 	return 0;
 }
 
+static void snaps_free(mem_stream *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_snaps; i++) {
+		free(s->snaps[i].kind);
+		free(s->snaps[i].json);
+	}
+	free(s->snaps);
+	s->snaps = NULL;
+	s->n_snaps = 0;
+}
+
 static void stream_free(mem_stream *s)
 {
 	size_t i;
 
 	if (s == NULL)
 		return;
+	snaps_free(s);
 	for (i = 0; i < s->count; i++)
 		evs_event_free(s->events[i]);
 	free(s->events);
@@ -887,8 +901,10 @@ static int mem_delete(int64_t *version_out, evs_backend *be, const char *id,
 	                     err)) < 0 ||
 	    (rc = append_markers(mb, id, current, mark, life, err)) < 0)
 		goto done;
-	if (hard)
+	if (hard) {
 		remove_events(mb, s, current);
+		snaps_free(s);
+	}
 	if (reuse) {
 		table_remove(mb, s);
 		stream_free(s);
@@ -944,6 +960,155 @@ done:
 	return rc;
 }
 
+/* ---- snapshots ---------------------------------------------------------- */
+
+static mem_snap *find_snap(mem_stream *s, const char *kind,
+                           unsigned int format)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_snaps; i++)
+		if (s->snaps[i].format == format &&
+		    strcmp(s->snaps[i].kind, kind) == 0)
+			return &s->snaps[i];
+	return NULL;
+}
+
+static int mem_save_snapshot(int *stored, evs_backend *be, const char *id,
+                             const char *kind, unsigned int format,
+                             int64_t version, const char *json, size_t len,
+                             evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	char *copy = malloc(len + 1), *kind_copy = NULL;
+	mem_stream *s;
+	mem_snap *sn;
+	int rc = 0;
+
+	*stored = 0;
+	if (copy == NULL)
+		return evs__error_nomem(err);
+	memcpy(copy, json, len);
+	copy[len] = '\0';
+	pthread_mutex_lock(&mb->lock);
+	s = find_stream(mb, id);
+	if (s != NULL && s->state != MEM_LIVE) {
+		rc = evs_error_set_deleted(err, id, EVS_ANY_VERSION,
+		                           (int64_t)s->count - 1);
+		goto done;
+	}
+	if (s == NULL || version > (int64_t)s->count - 1) {
+		rc = evs_error_set(err, EVS_ENOTFOUND, NULL,
+		                   "aggregate \"%s\" has no version %lld", id,
+		                   (long long)version);
+		goto done;
+	}
+	sn = find_snap(s, kind, format);
+	if (sn != NULL && sn->version >= version)
+		goto done;
+	if (sn == NULL) {
+		mem_snap *p = realloc(s->snaps, (s->n_snaps + 1) * sizeof(*p));
+
+		if (p == NULL || (kind_copy = strdup(kind)) == NULL) {
+			if (p != NULL)
+				s->snaps = p;
+			rc = evs__error_nomem(err);
+			goto done;
+		}
+		s->snaps = p;
+		sn = &s->snaps[s->n_snaps++];
+		sn->kind = kind_copy;
+		sn->format = format;
+		sn->json = NULL;
+	}
+	free(sn->json);
+	sn->json = copy;
+	copy = NULL;
+	sn->len = len;
+	sn->version = version;
+	sn->taken_at = evs__now_us();
+	*stored = 1;
+done:
+	pthread_mutex_unlock(&mb->lock);
+	free(copy);
+	return rc;
+}
+
+static int mem_load_snapshot(evs_backend *be, const char *id,
+                             const char *kind, unsigned int format,
+                             evs_snapshot_cb scb, evs_backend_event_cb cb,
+                             void *payload, evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	int64_t after = EVS_NO_VERSION;
+	uint64_t serial = 0;
+	char *json = NULL;
+	size_t len = 0;
+	mem_stream *s;
+	mem_snap *sn;
+	int rc;
+
+	pthread_mutex_lock(&mb->lock);
+	rc = reading(&s, mb, id, &serial, err);
+	if (rc == 0 && s != NULL && (sn = find_snap(s, kind, format)) != NULL) {
+		json = malloc(sn->len + 1);
+		if (json == NULL) {
+			rc = evs__error_nomem(err);
+		} else {
+			memcpy(json, sn->json, sn->len + 1);
+			len = sn->len;
+			after = sn->version;
+		}
+	}
+	pthread_mutex_unlock(&mb->lock);
+	if (rc == 0 && json != NULL)
+		rc = scb(after, json, len, payload);
+	free(json);
+	if (rc != 0)
+		return rc;
+	/* The events up to the snapshot's version never change: the rest
+	 * is an ordinary read from there. */
+	return mem_read(be, id, after, cb, payload, err);
+}
+
+static int mem_list_snapshots(evs_backend *be, const char *id,
+                              evs_snapshot_info_cb cb, void *payload,
+                              evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	evs_snapshot_info *infos = NULL;
+	size_t n = 0, i;
+	mem_stream *s;
+	int rc = 0;
+
+	pthread_mutex_lock(&mb->lock);
+	s = find_stream(mb, id);
+	if (s != NULL && s->n_snaps > 0) {
+		infos = calloc(s->n_snaps, sizeof(*infos));
+		for (i = 0; infos != NULL && i < s->n_snaps; i++) {
+			infos[i].kind = strdup(s->snaps[i].kind);
+			if (infos[i].kind == NULL)
+				break;
+			infos[i].aggregate_id = id;
+			infos[i].format = s->snaps[i].format;
+			infos[i].version = s->snaps[i].version;
+			infos[i].taken_at = s->snaps[i].taken_at;
+			infos[i].bytes = s->snaps[i].len;
+			n++;
+		}
+		if (infos == NULL || n < s->n_snaps)
+			rc = evs__error_nomem(err);
+	}
+	pthread_mutex_unlock(&mb->lock);
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = cb(&infos[i], payload);
+		free((char *)infos[i].kind);
+	}
+	free(infos);
+	return rc;
+}
+
 static void mem_free(evs_backend *be)
 {
 	mem_backend *mb = (mem_backend *)be;
@@ -988,6 +1153,9 @@ int evs_backend_memory_new(evs_backend **out, evs_error *err)
 	mb->base.read_all = mem_read_all;
 	mb->base.delete_stream = mem_delete;
 	mb->base.undelete_stream = mem_undelete;
+	mb->base.save_snapshot = mem_save_snapshot;
+	mb->base.load_snapshot = mem_load_snapshot;
+	mb->base.list_snapshots = mem_list_snapshots;
 	*out = &mb->base;
 	return 0;
 }

@@ -8,6 +8,15 @@
 #include "event_int.h"
 #include "sub_int.h"
 
+/* A stream's newest snapshot of one kind and format. */
+typedef struct mem_snap {
+	char *kind;
+	unsigned int format;
+	int64_t version, taken_at;
+	char *json;
+	size_t len;
+} mem_snap;
+
 typedef struct mem_stream {
 	char *id;
 	evs_event **events; /* events[v] is version v */
@@ -21,6 +30,8 @@ typedef struct mem_stream {
 	 * it, and ids holds the marker's alone). */
 	int state;
 	uint64_t serial; /* tells a stream from a later one of the same id */
+	mem_snap *snaps;
+	size_t n_snaps;
 } mem_stream;
 
 enum { MEM_LIVE = 0, MEM_SOFT = 1, MEM_HARD = 2 };

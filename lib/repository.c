@@ -1,5 +1,6 @@
 /* The repository: loads aggregates by replaying their streams and saves
  * them with an optimistic-concurrency check. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
@@ -9,6 +10,12 @@
 struct evs_repo {
 	evs_store *store;
 	const evs_aggregate_type *type;
+	/* Snapshot policy (evs_repo_set_snapshots()): set before the
+	 * repository is shared, read-only after. */
+	int64_t snapshot_every;
+	evs_snapshot_policy_cb snapshot_policy;
+	void *snapshot_payload;
+	atomic_ulong snapshot_failures;
 };
 
 /* Returned by the replay callback to stop the read; never a library code. */
@@ -18,6 +25,7 @@ struct replay {
 	evs_aggregate *agg;
 	evs_error *err;
 	int rc;
+	int restore_failed;
 };
 
 int evs_repo_new(evs_repo **out, evs_store *store,
@@ -47,6 +55,10 @@ int evs_repo_new(evs_repo **out, evs_store *store,
 	}
 	repo->store = store;
 	repo->type = type;
+	repo->snapshot_every = 0;
+	repo->snapshot_policy = NULL;
+	repo->snapshot_payload = NULL;
+	atomic_init(&repo->snapshot_failures, 0);
 	*out = repo;
 	rc = 0;
 done:
@@ -66,13 +78,34 @@ static int replay_one(const evs_event *event, void *payload)
 	return r->rc != 0 ? REPLAY_STOPPED : 0;
 }
 
+static int restore_one(int64_t version, const char *json, size_t len,
+                       void *payload)
+{
+	struct replay *r = payload;
+	evs_error ignored = EVS_ERROR_INIT;
+
+	/* A snapshot the type cannot read is no reason to fail the load:
+	 * the stream says everything the snapshot did. */
+	r->restore_failed = evs__aggregate_restore(r->agg, version, json, len,
+	                                           &ignored) != 0;
+	evs_error_clear(&ignored);
+	return r->restore_failed ? REPLAY_STOPPED : 0;
+}
+
+static const char *snapshot_kind(const evs_aggregate_type *type)
+{
+	return type->name != NULL ? type->name : "";
+}
+
 /* Loads an aggregate. A stream with no events is EVS_ENOTFOUND, unless
- * create is set: then the new, empty instance is the result. */
+ * create is set: then the new, empty instance is the result. With
+ * snapshots, from the newest one of the type's format, in one read; a
+ * snapshot that cannot be restored is ignored (a full replay follows). */
 static int load(evs_aggregate **out, evs_repo *repo, const char *aggregate_id,
                 int create, evs_error *err)
 {
-	struct replay r = {NULL, NULL, 0};
-	int rc;
+	struct replay r = {NULL, NULL, 0, 0};
+	int rc = EVS_EUNSUPPORTED, snapshots;
 
 	*out = NULL;
 	rc = evs_aggregate_new(&r.agg, repo->type, aggregate_id, err);
@@ -80,8 +113,27 @@ static int load(evs_aggregate **out, evs_repo *repo, const char *aggregate_id,
 		goto done;
 	/* Streamed, so a long history is never held in memory at once. */
 	r.err = err;
-	rc = evs_store_foreach(repo->store, aggregate_id, EVS_NO_VERSION,
-	                       replay_one, &r, err);
+	snapshots = evs__aggregate_type_snapshots(repo->type);
+	if (snapshots) {
+		rc = evs_store_load_snapshot(repo->store, aggregate_id,
+		                             snapshot_kind(repo->type),
+		                             repo->type->snapshot_format,
+		                             restore_one, replay_one, &r, err);
+		if (rc == EVS_EUNSUPPORTED || (rc != 0 && r.restore_failed)) {
+			evs__error_reset(err);
+			evs_aggregate_free(r.agg);
+			r.agg = NULL;
+			r.rc = 0;
+			snapshots = 0;
+			rc = evs_aggregate_new(&r.agg, repo->type,
+			                       aggregate_id, err);
+			if (rc != 0)
+				goto done;
+		}
+	}
+	if (!snapshots)
+		rc = evs_store_foreach(repo->store, aggregate_id,
+		                       EVS_NO_VERSION, replay_one, &r, err);
 	if (rc == REPLAY_STOPPED && r.rc != 0)
 		rc = r.rc;
 	if (rc != 0)
@@ -117,6 +169,68 @@ done:
 	return rc;
 }
 
+/* After a save: a snapshot, when the policy asks for one. In its own
+ * statement, after the append; whatever happens to it, the save stands
+ * (a failure is only counted: evs_repo_snapshot_failures()). */
+static void maybe_snapshot(evs_repo *repo, evs_aggregate *agg)
+{
+	int64_t last = evs__aggregate_snapshot_version(agg);
+	int64_t version = evs_aggregate_version(agg);
+	evs_error err = EVS_ERROR_INIT;
+	char *json = NULL;
+	int want = 0;
+
+	if (!evs__aggregate_type_snapshots(repo->type))
+		return;
+	if (repo->snapshot_every > 0 &&
+	    version - (last < 0 ? -1 : last) >= repo->snapshot_every)
+		want = 1;
+	if (!want && repo->snapshot_policy != NULL)
+		want = repo->snapshot_policy(agg, last,
+		                             repo->snapshot_payload) != 0;
+	if (!want)
+		return;
+	if (evs__aggregate_snapshot_json(&json, agg, &err) == 0 &&
+	    evs_store_save_snapshot(NULL, repo->store, evs_aggregate_id(agg),
+	                            snapshot_kind(repo->type),
+	                            repo->type->snapshot_format, version, json,
+	                            &err) == 0)
+		evs__aggregate_set_snapshot_version(agg, version);
+	else
+		atomic_fetch_add(&repo->snapshot_failures, 1);
+	free(json);
+	evs_error_clear(&err);
+}
+
+int evs_repo_set_snapshots(evs_repo *repo, int64_t every,
+                           evs_snapshot_policy_cb policy, void *payload,
+                           evs_error *err)
+{
+	evs__error_reset(err);
+	if (repo == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "repository must not be NULL");
+	if (!evs__aggregate_type_snapshots(repo->type))
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "aggregate type \"%s\" takes no snapshots "
+		                     "(version 2, with snapshot_format, "
+		                     "snapshot and restore)",
+		                     evs__aggregate_type_name(repo->type));
+	if (every < 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "every must be 0 or more, not %lld",
+		                     (long long)every);
+	repo->snapshot_every = every;
+	repo->snapshot_policy = policy;
+	repo->snapshot_payload = payload;
+	return 0;
+}
+
+unsigned long evs_repo_snapshot_failures(const evs_repo *repo)
+{
+	return repo != NULL ? atomic_load(&repo->snapshot_failures) : 0;
+}
+
 int evs_repo_save(evs_repo *repo, evs_aggregate *agg, evs_error *err)
 {
 	size_t n;
@@ -148,6 +262,7 @@ int evs_repo_save(evs_repo *repo, evs_aggregate *agg, evs_error *err)
 	if (rc != 0)
 		goto done;
 	evs__aggregate_mark_saved(agg);
+	maybe_snapshot(repo, agg);
 done:
 	return rc;
 }

@@ -758,3 +758,128 @@ int evs_store_undelete(int64_t *version_out, evs_store *store,
 		*version_out = version;
 	return rc;
 }
+
+/* ---- snapshots -------------------------------------------------------- */
+
+/* The snapshot slots, or EVS_EUNSUPPORTED. */
+static int check_snapshots(evs_store *store, const char *aggregate_id,
+                           evs_error *err)
+{
+	int rc;
+
+	if ((rc = check_store(store, err)) < 0 ||
+	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0)
+		return rc;
+	if (store->be->version < 6 || store->be->save_snapshot == NULL ||
+	    store->be->load_snapshot == NULL ||
+	    store->be->list_snapshots == NULL)
+		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                     "this store's backend keeps no snapshots");
+	return 0;
+}
+
+/* A kind is the aggregate type's name: empty, or a name. */
+static int check_kind(const char *kind, unsigned int format, evs_error *err)
+{
+	if (kind == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "kind must not be NULL");
+	if (kind[0] != '\0') {
+		int rc = evs__check_name("kind", kind, err);
+
+		if (rc < 0)
+			return rc;
+	}
+	if (format == 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "format must be 1 or more");
+	return 0;
+}
+
+int evs_store_save_snapshot(int *stored_out, evs_store *store,
+                            const char *aggregate_id, const char *kind,
+                            unsigned int format, int64_t version,
+                            const char *json, evs_error *err)
+{
+	const char *why;
+	size_t where, len;
+	int stored = 0, rc;
+
+	evs__error_reset(err);
+	if (stored_out != NULL)
+		*stored_out = 0;
+	if ((rc = check_snapshots(store, aggregate_id, err)) < 0 ||
+	    (rc = check_kind(kind, format, err)) < 0)
+		return rc;
+	if (version < 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "version %lld is below 0",
+		                     (long long)version);
+	if (json == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "json must not be NULL");
+	len = strlen(json);
+	if (evs__json_check(json, len, &where, &why) < 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "json is not valid JSON: %s at byte %zu",
+		                     why, where);
+	rc = store->be->save_snapshot(&stored, store->be, aggregate_id, kind,
+	                              format, version, json, len, err);
+	if (rc == 0 && stored_out != NULL)
+		*stored_out = stored;
+	return rc;
+}
+
+/* The backend hands one payload to both callbacks: the events' context
+ * first, so that forward() takes it too. */
+typedef struct {
+	foreach_ctx events;
+	evs_snapshot_cb scb;
+} snapshot_ctx;
+
+static int forward_snapshot(int64_t version, const char *json, size_t len,
+                            void *payload)
+{
+	snapshot_ctx *ctx = payload;
+
+	return ctx->scb(version, json, len, ctx->events.payload);
+}
+
+int evs_store_load_snapshot(evs_store *store, const char *aggregate_id,
+                            const char *kind, unsigned int format,
+                            evs_snapshot_cb scb, evs_event_cb cb,
+                            void *payload, evs_error *err)
+{
+	snapshot_ctx ctx;
+	int rc;
+
+	evs__error_reset(err);
+	if ((rc = check_snapshots(store, aggregate_id, err)) < 0 ||
+	    (rc = check_kind(kind, format, err)) < 0)
+		return rc;
+	if (scb == NULL || cb == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "%s must not be NULL",
+		                     scb == NULL ? "scb" : "cb");
+	ctx.events.cb = cb;
+	ctx.events.payload = payload;
+	ctx.scb = scb;
+	return store->be->load_snapshot(store->be, aggregate_id, kind, format,
+	                                forward_snapshot, forward, &ctx, err);
+}
+
+int evs_store_snapshots(evs_store *store, const char *aggregate_id,
+                        evs_snapshot_info_cb cb, void *payload,
+                        evs_error *err)
+{
+	int rc;
+
+	evs__error_reset(err);
+	if ((rc = check_snapshots(store, aggregate_id, err)) < 0)
+		return rc;
+	if (cb == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "cb must not be NULL");
+	return store->be->list_snapshots(store->be, aggregate_id, cb, payload,
+	                                 err);
+}

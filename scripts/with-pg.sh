@@ -110,7 +110,12 @@ HBA
 # Durable defaults (fsync, synchronous_commit) as a real server has them.
 opts="-c listen_addresses='' -c unix_socket_directories='$dir' -c port=5433"
 opts="$opts -c max_connections=100 -c shared_buffers=128MB"
-opts="$opts -c log_min_messages=warning ${EVS_PG_SETTINGS:-}"
+opts="$opts -c log_min_messages=warning"
+# Statement counts, for the tests that prove a call is one statement.
+if [ -f "$PG_BIN/../lib/pg_stat_statements.so" ]; then
+	opts="$opts -c shared_preload_libraries=pg_stat_statements"
+fi
+opts="$opts ${EVS_PG_SETTINGS:-}"
 if ! pgctl start -w -t 60 -l "$dir/server.log" -o "$opts" >/dev/null; then
 	echo "with-pg: the throwaway server did not start:" >&2
 	cat "$dir/server.log" >&2

@@ -1,6 +1,8 @@
--- evstore migration 0007: stream lifecycle. A stream can be deleted
--- (soft: its history stays, and undelete brings it back; hard: its events
--- are removed), and every such change is an event too.
+-- evstore migration 0007: stream lifecycle and snapshots. A stream can
+-- be deleted (soft: its history stays, and undelete brings it back; hard:
+-- its events are removed), and every such change is an event too; an
+-- aggregate's state can be kept as a snapshot, so that loading it reads
+-- only the events after that.
 --
 --   * streams gains deleted_at and hard_deleted. A deleted stream takes
 --     no appends (status 4, "deleted", on every append path; a replay of
@@ -22,6 +24,11 @@
 --     refused, with its "$deleted" marker as its only event), or, with
 --     p_reuse, removes the stream row and marker too, so that the id
 --     starts again at version 0.
+--   * snapshots: one row per stream, kind (the aggregate type's name) and
+--     format (its snapshot format's version), the newest only: written
+--     by store_snapshot(), which never puts an older snapshot over a
+--     newer one nor one of a version the stream does not have. A hard
+--     delete removes the stream's snapshots.
 --   * Stream ids and event types starting with "$" belong to evstore:
 --     a new stream or an event with one is refused (SQLSTATE 23514)
 --     unless the transaction logged a lifecycle change (the functions
@@ -29,7 +36,8 @@
 --     system events). Streams made before this migration keep their ids.
 --
 -- Only the owner executes the lifecycle functions; a DBA grants EXECUTE
--- on them to a role that may delete streams (README, "Deleting streams").
+-- on them to a role that may delete streams (README, "Deleting streams"),
+-- and on store_snapshot() to applications that keep snapshots.
 -- Roles holding README's optional one-statement grants are given SELECT
 -- on the new column, which that statement now reads.
 --
@@ -120,6 +128,22 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- The newest snapshot of each stream, kind and format. Derived data: a
+-- snapshot may be replaced by a newer one (store_snapshot()), or removed
+-- with its stream's events.
+CREATE TABLE snapshots (
+	stream_id text COLLATE "C" NOT NULL,
+	kind      text NOT NULL CHECK (octet_length(kind) <= 255),
+	format    integer NOT NULL CHECK (format >= 1),
+	version   bigint NOT NULL CHECK (version >= 0),
+	data      jsonb NOT NULL,
+	taken_at  timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT snapshots_pkey PRIMARY KEY (stream_id, kind, format)
+);
+REVOKE ALL ON snapshots FROM PUBLIC;
+COMMENT ON TABLE snapshots IS
+	'the newest snapshot of each stream, kind (aggregate type) and format: the state after its events up to version';
 
 -- "$" names are evstore's. Checked only where a value is written (a new
 -- stream's id, an event's type), and "$" is all a valid name is checked
@@ -798,6 +822,7 @@ BEGIN
 	                           'reuse', p_reuse))
 	RETURNING id INTO v_log;
 	IF p_hard THEN
+		DELETE FROM snapshots sn WHERE sn.stream_id = p_stream_id;
 		WITH gone AS (
 			DELETE FROM events e WHERE e.stream_id = p_stream_id
 			RETURNING e.transaction_id, e.global_position, e.event_id),
@@ -827,6 +852,54 @@ BEGIN
 		                   'hard', p_hard, 'reuse', p_reuse));
 	status := 0;
 	version := v_new;
+END
+$fn$;
+
+-- store_snapshot: keeps an aggregate's state after version p_version of
+-- its stream, for loads to start from. Returns
+--   0 stored
+--   1 not stored: a snapshot of this kind and format at this version or
+--     a later one is there already (an older one never replaces it)
+--   2 not stored: the stream has no such version
+--   3 not stored: the stream is deleted
+-- It waits for a running append or deletion of the stream (a share lock
+-- on the stream's row), so that a hard delete cannot miss it.
+CREATE FUNCTION store_snapshot(
+	p_stream_id text,
+	p_kind      text,
+	p_format    integer,
+	p_version   bigint,
+	p_data      jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+	v_cur bigint;
+	v_del timestamptz;
+BEGIN
+	IF p_stream_id IS NULL OR p_kind IS NULL OR p_format IS NULL
+	   OR p_format < 1 OR p_version IS NULL OR p_version < 0
+	   OR p_data IS NULL THEN
+		RAISE EXCEPTION 'store_snapshot needs a stream id, a kind, a format (1 or more), a version (0 or more) and the data'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT s.version, s.deleted_at INTO v_cur, v_del
+	  FROM streams s WHERE s.stream_id = p_stream_id FOR SHARE;
+	IF v_del IS NOT NULL THEN
+		RETURN 3;
+	END IF;
+	IF NOT FOUND OR p_version > v_cur THEN
+		RETURN 2;
+	END IF;
+	INSERT INTO snapshots AS sn (stream_id, kind, format, version, data)
+	VALUES (p_stream_id, p_kind, p_format, p_version, p_data)
+	ON CONFLICT (stream_id, kind, format) DO UPDATE
+	   SET version = excluded.version, data = excluded.data,
+	       taken_at = now()
+	 WHERE sn.version < excluded.version;
+	RETURN CASE WHEN FOUND THEN 0 ELSE 1 END;
 END
 $fn$;
 
@@ -897,8 +970,8 @@ END
 $fn$;
 
 -- Only the owner executes these (and a role the DBA grants the two
--- lifecycle functions to, on purpose): revoke what default privileges
--- may have given anyone else.
+-- lifecycle functions or store_snapshot() to, on purpose): revoke what
+-- default privileges may have given anyone else.
 DO $$
 DECLARE
 	f regprocedure;
@@ -908,7 +981,8 @@ BEGIN
 		'log_system_import(text[], text[])'::regprocedure,
 		'append_system_event(text, text, jsonb)'::regprocedure,
 		'delete_stream(text, bigint, boolean, boolean)'::regprocedure,
-		'undelete_stream(text, bigint)'::regprocedure]
+		'undelete_stream(text, bigint)'::regprocedure,
+		'store_snapshot(text, text, integer, bigint, jsonb)'::regprocedure]
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 		FOR r IN SELECT DISTINCT a.grantee FROM pg_proc p,

@@ -679,6 +679,103 @@ static int cmd_undelete(int argc, char **argv, cli_conn *conn)
 	return cmd_lifecycle(argc, argv, conn, 1);
 }
 
+/* ---- snapshots --------------------------------------------------------- */
+
+static const char snapshots_help[] =
+	"usage: evstore snapshots STREAM [--format table|ndjson] [--dsn DSN] "
+	"[--schema NAME]\n"
+	"\n"
+	"Lists the snapshots kept for a stream (the newest of each kind and "
+	"format):\n"
+	"kind (the aggregate type), format, the version it is the state "
+	"after, when it\n"
+	"was taken, and its size. A table on a terminal, NDJSON otherwise.\n"
+	"\n"
+	"  --format F       table or ndjson\n"
+	CONN_HELP;
+
+typedef struct {
+	int table;
+	int rows;
+	cli_buf out;
+} snap_list;
+
+static int print_snapshot(const evs_snapshot_info *info, void *payload)
+{
+	snap_list *l = payload;
+	char when[CLI_TIME_LEN];
+
+	cli_format_time(when, info->taken_at);
+	if (l->table) {
+		if (l->rows == 0)
+			printf("%-24s  %6s  %12s  %-27s  %10s\n", "kind",
+			       "format", "version", "taken_at", "bytes");
+		printf("%-24s  %6u  %12lld  %-27s  %10zu\n",
+		       info->kind[0] ? info->kind : "-", info->format,
+		       (long long)info->version, when, info->bytes);
+	} else {
+		l->out.len = 0;
+		cli_buf_adds(&l->out, "{\"stream_id\":");
+		ndjson_add_string(&l->out, info->aggregate_id);
+		cli_buf_adds(&l->out, ",\"kind\":");
+		ndjson_add_string(&l->out, info->kind);
+		cli_buf_printf(&l->out,
+		               ",\"format\":%u,\"version\":%lld,"
+		               "\"taken_at\":\"%s\",\"bytes\":%zu}\n",
+		               info->format, (long long)info->version, when,
+		               info->bytes);
+		fwrite(l->out.p, 1, l->out.len, stdout);
+	}
+	l->rows++;
+	return 0;
+}
+
+static int cmd_snapshots(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"format", required_argument, NULL, 'F'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *fmt = NULL;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	snap_list l;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'F')
+			fmt = optarg;
+		else if ((rc = common_option(c, "snapshots", snapshots_help,
+		                             argv, conn)) >= 0)
+			return rc;
+	}
+	if ((rc = want_args("snapshots", argc - optind, 1, 1)) >= 0 ||
+	    (rc = resolve_conn(conn, "snapshots")) >= 0)
+		return rc;
+	memset(&l, 0, sizeof(l));
+	if (fmt == NULL)
+		l.table = isatty(STDOUT_FILENO);
+	else if (strcmp(fmt, "table") == 0)
+		l.table = 1;
+	else if (strcmp(fmt, "ndjson") != 0)
+		return cli_usage("snapshots", "--format is table or ndjson, "
+		                 "not \"%s\"", fmt);
+	if ((rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
+		goto done;
+	if (evs_store_snapshots(store, argv[optind], print_snapshot, &l,
+	                        &err) < 0) {
+		rc = cli_store_fail(&err, NULL);
+		goto done;
+	}
+	rc = EXIT_OK;
+done:
+	free(l.out.p);
+	evs_store_free(store);
+	evs_error_clear(&err);
+	return rc;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 typedef struct command {
@@ -704,6 +801,7 @@ static const command commands[] = {
 	{"import", run_import, "append NDJSON events back, idempotently"},
 	{"delete", cmd_delete, "delete a stream (soft, or --hard)"},
 	{"undelete", cmd_undelete, "bring a soft-deleted stream back"},
+	{"snapshots", cmd_snapshots, "a stream's snapshots: kind, version, size"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -11,7 +11,7 @@ extern "C" {
 #endif
 
 /** The aggregate-type vtable version this header describes. */
-#define EVS_AGGREGATE_TYPE_VERSION 1
+#define EVS_AGGREGATE_TYPE_VERSION 2
 
 /**
  * What the application writes for one kind of aggregate (an account, an
@@ -54,7 +54,40 @@ typedef struct evs_aggregate_type {
 	/** Passed to every slot; may be NULL. */
 	void *payload;
 
-	/* ---- version 2 and later: append new slots here, never reorder ---- */
+	/* ---- version 2 ---- */
+
+	/**
+	 * Snapshots (optional: 0 and two NULL slots, or all three set). The
+	 * version of the JSON that snapshot() writes and restore() reads, 1
+	 * or more: change it whenever that JSON changes, and snapshots of
+	 * another format are ignored (the aggregate is replayed, and a new
+	 * snapshot written). The repository keeps snapshots under the
+	 * type's name: give the type one.
+	 */
+	unsigned int snapshot_format;
+
+	/**
+	 * Writes the state as JSON.
+	 * @param[out] out  yours to make, the library's to free: a json-c
+	 *                  value that the state can be made from again
+	 * @param err       never NULL
+	 * @return 0, or a negative code (no snapshot is written, the save
+	 *         it follows is not affected)
+	 */
+	int (*snapshot)(json_object **out, const void *state, void *payload,
+	                evs_error *err);
+
+	/**
+	 * Makes the state a snapshot describes, as create() makes an empty
+	 * one; the events after the snapshot's version are applied to it.
+	 * @param snapshot  borrowed for the call
+	 * @return 0, or a negative code: the repository then ignores the
+	 *         snapshot and replays the whole stream
+	 */
+	int (*restore)(void **state_out, const char *aggregate_id,
+	               json_object *snapshot, void *payload, evs_error *err);
+
+	/* ---- version 3 and later: append new slots here, never reorder ---- */
 } evs_aggregate_type;
 
 /**

@@ -160,13 +160,34 @@ struct evs_backend {
 	                       const char *aggregate_id,
 	                       int64_t expected_version, evs_error *err);
 
+	/**
+	 * Optional, all three or none (NULL: the snapshot calls answer
+	 * EVS_EUNSUPPORTED). Follow evs_store_save_snapshot(),
+	 * evs_store_load_snapshot() and evs_store_snapshots(); save_snapshot
+	 * sets *stored to 1 or 0. The front end has checked the id, the
+	 * kind, format 1 or more, version 0 or more and the JSON. A hard
+	 * delete (delete_stream) must remove the stream's snapshots.
+	 * load_snapshot passes @p payload to both callbacks.
+	 */
+	int (*save_snapshot)(int *stored, evs_backend *be,
+	                     const char *aggregate_id, const char *kind,
+	                     unsigned int format, int64_t version,
+	                     const char *json, size_t len, evs_error *err);
+	int (*load_snapshot)(evs_backend *be, const char *aggregate_id,
+	                     const char *kind, unsigned int format,
+	                     evs_snapshot_cb scb, evs_backend_event_cb cb,
+	                     void *payload, evs_error *err);
+	int (*list_snapshots)(evs_backend *be, const char *aggregate_id,
+	                      evs_snapshot_info_cb cb, void *payload,
+	                      evs_error *err);
+
 	/* ---- version 7 and later: append new slots here, never reorder ---- */
 };
 
 /** Initialiser for a backend vtable. */
 #define EVS_BACKEND_INIT \
 	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, \
-	 NULL, NULL, NULL, NULL, NULL}
+	 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /**
  * Wraps a backend in a store handle.

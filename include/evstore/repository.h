@@ -31,8 +31,37 @@ EVS_EXTERN(int) evs_repo_new(evs_repo **out, evs_store *store,
 EVS_EXTERN(void) evs_repo_free(evs_repo *repo);
 
 /**
+ * Says whether the repository writes a snapshot after a save (for a type
+ * with snapshots: see evs_aggregate_type.snapshot_format): when the
+ * aggregate moved @p every versions or more past its last snapshot (0:
+ * never by count), or when @p policy (may be NULL) returns non-zero. The
+ * snapshot is written after the append, in a statement of its own; a
+ * failure to take or store it never fails the save (it is counted:
+ * evs_repo_snapshot_failures()). Call it before the repository is shared
+ * between threads.
+ * @param policy   called after each save that stored events, with the
+ *                 saved aggregate and the version of its last snapshot
+ *                 (EVS_NO_VERSION: none); not called when @p every
+ *                 already asked for one
+ * @return 0, or EVS_EINVALID (a type without snapshots, every below 0)
+ */
+typedef int (*evs_snapshot_policy_cb)(const evs_aggregate *agg,
+                                      int64_t last_snapshot_version,
+                                      void *payload);
+EVS_EXTERN(int) evs_repo_set_snapshots(evs_repo *repo, int64_t every,
+                                       evs_snapshot_policy_cb policy,
+                                       void *payload, evs_error *err);
+
+/** Snapshots the repository failed to take or store since it was made. */
+EVS_EXTERN(unsigned long) evs_repo_snapshot_failures(const evs_repo *repo);
+
+/**
  * Loads an aggregate: a new, empty instance with every stored event
  * replayed through the type's apply, at the version of the last one.
+ * For a type with snapshots: from the newest snapshot of its format (its
+ * restore()), then the events after it, in one read (one statement on
+ * PostgreSQL when they fit a page); a snapshot that restore() refuses is
+ * ignored and the whole stream replayed.
  * @param[out] out      yours: free with evs_aggregate_free(); NULL on failure
  * @param aggregate_id  borrowed for the call
  * @return 0, EVS_ENOTFOUND (the aggregate has no events), EVS_EINVALID,

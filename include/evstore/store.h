@@ -372,6 +372,86 @@ EVS_EXTERN(int) evs_store_undelete(int64_t *version_out, evs_store *store,
                                    int64_t expected_version,
                                    evs_error *err);
 
+/* ---- snapshots -------------------------------------------------------- */
+
+/**
+ * Called by evs_store_load_snapshot() with the snapshot found, before any
+ * event.
+ * @param version  the stream version the snapshot is the state after
+ * @param json     borrowed for the call: @p len bytes of JSON, NUL-ended
+ * @return 0 to go on; anything else stops the load, which returns it
+ */
+typedef int (*evs_snapshot_cb)(int64_t version, const char *json,
+                               size_t len, void *payload);
+
+/**
+ * Keeps a snapshot: the state of an aggregate after its stream's events
+ * up to @p version, as JSON in a format of the caller's, for loads to
+ * start from (evs_store_load_snapshot()). Only the newest snapshot of a
+ * stream, kind and format is kept: one at an older version than the one
+ * stored never replaces it. A hard delete removes the stream's
+ * snapshots. evs_repo_save() calls this for you (evs_repo_set_snapshots()).
+ * @param[out] stored_out  may be NULL; 1 when stored, 0 when a snapshot of
+ *                         this kind and format at this version or a later
+ *                         one was there (nothing changed; not an error)
+ * @param aggregate_id     borrowed for the call
+ * @param kind             borrowed: the aggregate type's name, 0 to 255
+ *                         bytes of UTF-8 without control characters
+ * @param format           1 or more: the snapshot format's version
+ * @param version          0 or more, at most the stream's version
+ * @param json             borrowed: the state as JSON (checked as event
+ *                         data is)
+ * @return 0, EVS_ENOTFOUND (the stream has no event at @p version),
+ *         EVS_EDELETED, EVS_EINVALID, EVS_EUNSUPPORTED (a backend without
+ *         snapshots), or a backend error. On PostgreSQL the role needs
+ *         EXECUTE on store_snapshot() (README, "Least privilege").
+ */
+EVS_EXTERN(int) evs_store_save_snapshot(int *stored_out, evs_store *store,
+                                        const char *aggregate_id,
+                                        const char *kind, unsigned int format,
+                                        int64_t version, const char *json,
+                                        evs_error *err);
+
+/**
+ * Reads an aggregate from its newest snapshot of @p kind and @p format:
+ * @p scb once with the snapshot (when there is one), then @p cb once per
+ * event after its version, oldest first, in bounded memory as
+ * evs_store_foreach(). Without a snapshot, every event. On PostgreSQL the
+ * snapshot and the first page of events come in one statement.
+ * @param scb  called at most once, before any event
+ * @param cb   called once per event after the snapshot
+ * @return 0, a callback's non-zero value, EVS_EINVALID, EVS_EDELETED,
+ *         EVS_EUNSUPPORTED, or a backend error
+ */
+EVS_EXTERN(int) evs_store_load_snapshot(evs_store *store,
+                                        const char *aggregate_id,
+                                        const char *kind, unsigned int format,
+                                        evs_snapshot_cb scb, evs_event_cb cb,
+                                        void *payload, evs_error *err);
+
+/** A stored snapshot, as evs_store_snapshots() lists it. */
+typedef struct evs_snapshot_info {
+	const char *aggregate_id; /**< borrowed for the callback */
+	const char *kind;         /**< borrowed for the callback */
+	unsigned int format;
+	int64_t version;
+	int64_t taken_at;         /**< microseconds since 1970-01-01 UTC */
+	size_t bytes;             /**< of its JSON */
+} evs_snapshot_info;
+
+/** Called once per snapshot by evs_store_snapshots(); non-zero stops. */
+typedef int (*evs_snapshot_info_cb)(const evs_snapshot_info *info,
+                                    void *payload);
+
+/**
+ * Lists one stream's snapshots, by kind and format.
+ * @return 0, the callback's non-zero value, EVS_EINVALID,
+ *         EVS_EUNSUPPORTED, or a backend error
+ */
+EVS_EXTERN(int) evs_store_snapshots(evs_store *store, const char *aggregate_id,
+                                    evs_snapshot_info_cb cb, void *payload,
+                                    evs_error *err);
+
 /**
  * A place in the log of all events: the checkpoint of a reader of all
  * streams. Take it from the last event you processed with

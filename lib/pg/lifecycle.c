@@ -1,7 +1,9 @@
 /* Deleting and undeleting streams: one call of the schema's
  * delete_stream() or undelete_stream() (sql/0007), which lock the
  * stream's row, check the expected version, log the change, and append
- * the markers, in one transaction. */
+ * the markers, in one transaction. And storing and listing snapshots
+ * (store_snapshot(), the snapshots table); loading from one is a read
+ * (read.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,4 +104,103 @@ int evs__pg_undelete(int64_t *version_out, evs_backend *be, const char *id,
 	params[1] = expected_text;
 	return lifecycle_call(version_out, (pg_backend *)be, PG_UNDELETE, 2,
 	                      params, id, expected, 1, err);
+}
+
+/* ---- snapshots (loading is a read: read.c) -------------------------------- */
+
+/* The result of store_snapshot(). */
+enum { SNAP_STORED = 0, SNAP_OLDER = 1, SNAP_NO_VERSION = 2, SNAP_DELETED = 3 };
+
+int evs__pg_save_snapshot(int *stored, evs_backend *be, const char *id,
+                          const char *kind, unsigned int format,
+                          int64_t version, const char *json, size_t len,
+                          evs_error *err)
+{
+	static const char what[] = "could not store the snapshot";
+	pg_backend *pb = (pg_backend *)be;
+	char format_text[16], version_text[24];
+	const char *params[5];
+	PGresult *res = NULL;
+	pg_slot *slot;
+	int rc;
+
+	(void)len;
+	*stored = 0;
+	snprintf(format_text, sizeof(format_text), "%u", format);
+	snprintf(version_text, sizeof(version_text), "%lld", (long long)version);
+	params[0] = id;
+	params[1] = kind;
+	params[2] = format_text;
+	params[3] = version_text;
+	params[4] = json;
+	if ((rc = evs__pg_acquire(&slot, pb, err)) < 0)
+		return rc;
+	rc = evs__pg_exec(&res, pb, slot, PG_SNAP_SAVE, NULL, 5, params,
+	                  evs__pg_deadline(pb->call_timeout_ms), what, err);
+	if (rc < 0)
+		goto out;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		rc = evs__pg_error(err, slot->conn, res, what);
+		goto out;
+	}
+	switch (atoi(PQgetvalue(res, 0, 0))) {
+	case SNAP_STORED:
+		*stored = 1;
+		break;
+	case SNAP_OLDER:
+		break;
+	case SNAP_NO_VERSION:
+		rc = evs_error_set(err, EVS_ENOTFOUND, NULL,
+		                   "aggregate \"%s\" has no version %lld", id,
+		                   (long long)version);
+		break;
+	case SNAP_DELETED:
+		rc = evs_error_set_deleted(err, id, EVS_ANY_VERSION,
+		                           EVS_NO_VERSION);
+		break;
+	default:
+		rc = evs_error_set(err, EVS_EDB, NULL,
+		                   "%s: the server replied %s", what,
+		                   PQgetvalue(res, 0, 0));
+		break;
+	}
+out:
+	PQclear(res);
+	evs__pg_release(pb, slot);
+	return rc;
+}
+
+int evs__pg_list_snapshots(evs_backend *be, const char *id,
+                           evs_snapshot_info_cb cb, void *payload,
+                           evs_error *err)
+{
+	static const char what[] = "could not list the snapshots";
+	pg_backend *pb = (pg_backend *)be;
+	const char *params[1] = {id};
+	PGresult *res = NULL;
+	pg_slot *slot;
+	int rc, i;
+
+	if ((rc = evs__pg_acquire(&slot, pb, err)) < 0)
+		return rc;
+	rc = evs__pg_exec(&res, pb, slot, PG_SNAP_LIST, NULL, 1, params,
+	                  evs__pg_deadline(pb->call_timeout_ms), what, err);
+	if (rc == 0 && PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = evs__pg_error(err, slot->conn, res, what);
+	/* The rows are few: hand them out with the connection back. */
+	evs__pg_release(pb, slot);
+	for (i = 0; rc == 0 && i < PQntuples(res); i++) {
+		evs_snapshot_info info;
+
+		info.aggregate_id = id;
+		info.kind = PQgetvalue(res, i, 0);
+		info.format = (unsigned int)strtoul(PQgetvalue(res, i, 1),
+		                                    NULL, 10);
+		info.version = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		info.taken_at = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+		info.bytes = (size_t)strtoull(PQgetvalue(res, i, 4), NULL, 10);
+		rc = cb(&info, payload);
+	}
+	PQclear(res);
+	return rc;
 }

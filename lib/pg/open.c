@@ -256,6 +256,9 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->base.append_many = evs__pg_append_many;
 	pb->base.delete_stream = evs__pg_delete;
 	pb->base.undelete_stream = evs__pg_undelete;
+	pb->base.save_snapshot = evs__pg_save_snapshot;
+	pb->base.load_snapshot = evs__pg_load_snapshot;
+	pb->base.list_snapshots = evs__pg_list_snapshots;
 	pb->pool_size = o.pool_size;
 	pb->pool_timeout_ms = o.pool_timeout_ms;
 	pb->connect_timeout_ms = o.connect_timeout_ms;

@@ -75,6 +75,9 @@ typedef struct pg_backend {
 #define PG_HEAD "evs_head"             /* a stream's version */
 #define PG_DELETE "evs_delete"         /* delete_stream() */
 #define PG_UNDELETE "evs_undelete"     /* undelete_stream() */
+#define PG_SNAP_SAVE "evs_snap_save"   /* store_snapshot() */
+#define PG_SNAP_LOAD "evs_snap_load"   /* a snapshot and events after it */
+#define PG_SNAP_LIST "evs_snap_list"   /* a stream's snapshots */
 #define PG_FIND_IDS "evs_find_ids"     /* where an event id is stored */
 #define PG_LOCK_WAIT "evs_lock_wait"   /* lock_timeout for this transaction */
 #define PG_FEED_ALL "evs_feed_all"     /* a subscription's page: all */
@@ -294,6 +297,19 @@ int evs__pg_read_feed(pg_backend *pb, const struct evs__feed *feed,
 int evs__pg_head_on(int64_t *out, int *deleted, pg_backend *pb,
                     pg_slot *slot, const char *id, int64_t deadline,
                     evs_error *err);
+
+/* The snapshot slots (read.c: loading; lifecycle.c: the others). */
+int evs__pg_load_snapshot(evs_backend *be, const char *id, const char *kind,
+                          unsigned int format, evs_snapshot_cb scb,
+                          evs_backend_event_cb cb, void *payload,
+                          evs_error *err);
+int evs__pg_save_snapshot(int *stored, evs_backend *be, const char *id,
+                          const char *kind, unsigned int format,
+                          int64_t version, const char *json, size_t len,
+                          evs_error *err);
+int evs__pg_list_snapshots(evs_backend *be, const char *id,
+                           evs_snapshot_info_cb cb, void *payload,
+                           evs_error *err);
 
 /* The lifecycle slots (lifecycle.c). */
 int evs__pg_delete(int64_t *version_out, evs_backend *be, const char *id,

@@ -40,7 +40,17 @@ typedef struct cursor {
 	                   evs_error *err);
 	size_t left;       /* events still wanted (SIZE_MAX: all) */
 	int marked;        /* rows end with the stream's deleted version
-	                    * (PG_READ, PG_READ_BACK) */
+	                    * (PG_READ, PG_READ_BACK, PG_SNAP_LOAD) */
+	/* A snapshot load: its first page is PG_SNAP_LOAD, whose rows also
+	 * carry the snapshot's version and (first row) data; the snapshot
+	 * goes to scb before the page's events. */
+	const char *kind;
+	char format[16];
+	evs_snapshot_cb scb;
+	void *scb_payload;
+	char *snap_json;
+	size_t snap_len;
+	int64_t snap_version;
 	int single_page;   /* one page only; *more says if another follows */
 	int *more_out;
 	char buf[6][24];
@@ -164,6 +174,21 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 			}
 			if (rc < 0 || row == NULL)
 				break;
+			if (c->scb != NULL && c->pages == 1 &&
+			    c->snap_json == NULL && PQnfields(row) >= 12 &&
+			    !PQgetisnull(row, 0, 11)) {
+				c->snap_len = (size_t)PQgetlength(row, 0, 11);
+				c->snap_json = malloc(c->snap_len + 1);
+				if (c->snap_json == NULL) {
+					PQclear(row);
+					rc = evs__error_nomem(err);
+					break;
+				}
+				memcpy(c->snap_json, PQgetvalue(row, 0, 11),
+				       c->snap_len + 1);
+				c->snap_version = strtoll(
+					PQgetvalue(row, 0, 10), NULL, 10);
+			}
 			if (c->marked && (!PQgetisnull(row, 0, 9) ||
 			                  PQgetisnull(row, 0, 0))) {
 				/* The stream is deleted, or the page is
@@ -226,6 +251,17 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 		if (rc == 0 && deleted != EVS_NO_VERSION)
 			rc = evs_error_set_deleted(err, c->id, EVS_ANY_VERSION,
 			                           deleted);
+		if (rc == 0 && c->snap_json != NULL) {
+			/* The snapshot, before the events after it; the
+			 * next page starts after them (or after it). */
+			if (c->after < c->snap_version)
+				c->after = c->snap_version;
+			rc = c->scb(c->snap_version, c->snap_json, c->snap_len,
+			            c->scb_payload);
+			free(c->snap_json);
+			c->snap_json = NULL;
+			c->scb = NULL;
+		}
 		if (rc != 0)
 			break;
 		seen_bytes += g.bytes;
@@ -251,6 +287,8 @@ static int read_pages(pg_backend *pb, cursor *c, evs_backend_event_cb cb,
 	}
 	discard(&g);
 	free(g.ev);
+	free(c->snap_json);
+	c->snap_json = NULL;
 	return rc;
 }
 
@@ -318,6 +356,52 @@ int evs__pg_read(evs_backend *be, const char *id, int64_t after,
 	c.id = id;
 	c.after = after;
 	c.upto = INT64_MAX;
+	return read_pages((pg_backend *)be, &c, cb, payload, err);
+}
+
+/* ---- one stream, from a snapshot ------------------------------------------- */
+
+/* The first page: PG_SNAP_LOAD (the snapshot, and events after it); the
+ * next ones: PG_READ, as any read of the stream. */
+static int snap_params(cursor *c, const char **params, int64_t rows,
+                       int *extra)
+{
+	if (c->pages > 1) {
+		c->stmt = PG_READ;
+		return stream_params(c, params, rows, extra);
+	}
+	*extra = 1;
+	snprintf(c->buf[2], sizeof(c->buf[2]), "%lld", (long long)rows + 1);
+	params[0] = c->id;
+	params[1] = c->kind;
+	params[2] = c->format;
+	params[3] = c->buf[2];
+	return 4;
+}
+
+int evs__pg_load_snapshot(evs_backend *be, const char *id, const char *kind,
+                          unsigned int format, evs_snapshot_cb scb,
+                          evs_backend_event_cb cb, void *payload,
+                          evs_error *err)
+{
+	cursor c;
+
+	memset(&c, 0, sizeof(c));
+	c.stmt = PG_SNAP_LOAD;
+	c.marked = 1;
+	c.what = "could not load the snapshot and events";
+	c.params = snap_params;
+	c.more = stream_more;
+	c.advance = stream_advance;
+	c.before_page = stream_before_page;
+	c.left = SIZE_MAX;
+	c.id = id;
+	c.after = EVS_NO_VERSION;
+	c.upto = INT64_MAX;
+	c.kind = kind;
+	snprintf(c.format, sizeof(c.format), "%u", format);
+	c.scb = scb;
+	c.scb_payload = payload;
 	return read_pages((pg_backend *)be, &c, cb, payload, err);
 }
 

@@ -112,8 +112,8 @@ char *evs__pg_session_sql(unsigned int statement_timeout_ms,
 
 char *evs__pg_prepare_sql(const char *schema, const char *channel)
 {
-	char *q = quote_ident(schema), *sql, *many, *all, notify[128] = "",
-	     notify_if[160] = "";
+	char *q = quote_ident(schema), *sql, *many, *snaps, *all,
+	     notify[128] = "", notify_if[160] = "";
 
 	if (q == NULL)
 		return NULL;
@@ -238,10 +238,34 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"PREPARE " PG_UNDELETE "(text, int8) AS SELECT status, "
 		"version FROM %s.undelete_stream($1, $2);",
 		notify_if, q, notify_if, q, q, q, q, q);
+	/* Snapshots (sql/0007). A load is one statement: the snapshot's
+	 * version and data, and a page of the events after it, as PG_READ
+	 * gives them (the data in the first row only). */
+	snaps = format(
+		"PREPARE " PG_SNAP_SAVE "(text, text, int4, int8, jsonb) AS "
+		"SELECT %s.store_snapshot($1, $2, $3, $4, $5);"
+		"PREPARE " PG_SNAP_LOAD "(text, text, int4, int8) AS SELECT "
+		ROW_COLUMNS ", d.deleted, d.snap_version, CASE WHEN "
+		"row_number() OVER () = 1 THEN d.snap_data END FROM (SELECT "
+		"(SELECT version FROM %s.streams WHERE stream_id = $1 AND "
+		"deleted_at IS NOT NULL) AS deleted, sn.version AS "
+		"snap_version, sn.data AS snap_data FROM (SELECT 1) AS one "
+		"LEFT JOIN %s.snapshots sn ON sn.stream_id = $1 AND sn.kind "
+		"= $2 AND sn.format = $3 OFFSET 0) AS d LEFT JOIN LATERAL "
+		"(SELECT * FROM %s.events WHERE stream_id = $1 AND version > "
+		"coalesce(d.snap_version, -1) AND d.deleted IS NULL ORDER BY "
+		"version LIMIT $4) AS e ON true;"
+		"PREPARE " PG_SNAP_LIST "(text) AS SELECT kind, format, "
+		"version, (extract(epoch FROM taken_at) * 1000000)::int8, "
+		"octet_length(data::text) FROM %s.snapshots WHERE stream_id "
+		"= $1 ORDER BY kind, format;",
+		q, q, q, q, q);
 	free(q);
-	all = sql && many ? format("%s%s", sql, many) : NULL;
+	all = sql && many && snaps ? format("%s%s%s", sql, many, snaps)
+	                           : NULL;
 	free(sql);
 	free(many);
+	free(snaps);
 	return all;
 }
 

@@ -160,7 +160,7 @@ check "tail --help explains POSITION (COMMIT:GLOBAL) and --from with a checkpoin
 	eval 'rc_is 0 && out_has "POSITION is COMMIT:GLOBAL" &&
 	      out_has "applies only while NAME has no checkpoint"'
 for cmd in migrate status append read tail subscriptions export import \
-	delete undelete; do
+	delete undelete snapshots; do
 	run "$evstore" $cmd --help
 	check "$cmd --help prints its usage and exits 0" \
 		eval 'rc_is 0 && out_has "^usage: evstore $cmd" && err_empty'
@@ -229,6 +229,8 @@ usage_case "delete --reuse without --hard" "$evstore" delete s --reuse
 usage_case "delete --expected with --yes" "$evstore" delete s --expected 1 --yes
 usage_case "delete --expected -1" "$evstore" delete s --expected -1
 usage_case "undelete --hard" "$evstore" undelete s --hard
+usage_case "snapshots without STREAM" "$evstore" snapshots
+usage_case "snapshots --format unknown" "$evstore" snapshots s --format xml
 
 run "$evstore" append s T '{}' --bogus
 check "a usage line names the option and the command's help" \
@@ -539,6 +541,20 @@ if script -qec true /dev/null >/dev/null 2>&1; then
 else
 	echo "# no script(1) here: the terminal check is skipped"
 fi
+run "$evstore" snapshots life-2 --format ndjson
+check "snapshots of a stream without any: nothing, exit 0" \
+	eval 'rc_is 0 && out_is ""'
+psql_q -c "SELECT \"${tag}_life\".store_snapshot('life-2', 'acct', 3, 0,
+	'{\"sum\": 12}')" >/dev/null
+run "$evstore" snapshots life-2 --format ndjson
+check "snapshots lists kind, format, version, time and size" \
+	eval 'rc_is 0 && [ "$(wc -l <"$tmp/out")" -eq 1 ] &&
+	      out_has "^{\"stream_id\":\"life-2\",\"kind\":\"acct\",\"format\":3,\"version\":0,\"taken_at\":\"20[0-9-]*T[0-9:.]*Z\",\"bytes\":11}$"'
+run "$evstore" snapshots life-2 --format table
+check "snapshots --format table: a header and a row" \
+	eval 'rc_is 0 && [ "$(wc -l <"$tmp/out")" -eq 2 ] &&
+	      head -n 1 "$tmp/out" | grep -q "^kind  *format  *version  *taken_at  *bytes$" &&
+	      tail -n 1 "$tmp/out" | grep -q "^acct  *3  *0  .*  11$"'
 EVS_PG_SCHEMA=$S
 
 run "$evstore" read acct-1 --format table

@@ -1400,6 +1400,7 @@ Suite *contract_suite(const contract_backend *be)
 	ct_add_args_tests(s);
 	ct_add_many_tests(s);
 	ct_add_lifecycle_tests(s);
+	ct_add_snapshot_tests(s);
 	ct_add_sub_tests(s);
 	return s;
 }

@@ -52,6 +52,9 @@ void ct_add_many_tests(Suite *s);
 /* The tcases of contract_lifecycle.c: deleting streams. */
 void ct_add_lifecycle_tests(Suite *s);
 
+/* The tcases of contract_snapshot.c: snapshots, and the repository's. */
+void ct_add_snapshot_tests(Suite *s);
+
 /* The tcases of contract_sub.c: subscriptions, on every backend. */
 void ct_add_sub_tests(Suite *s);
 

@@ -405,6 +405,122 @@ START_TEST(a_page_cut_at_the_budget_leaves_the_other_connections)
 }
 END_TEST
 
+/* ---- snapshots: one statement ---------------------------------------- */
+
+/* Statements this role ran, by pg_stat_statements (when the server
+ * counts them; see run.sh), not counting the ones that ask it. */
+static long statements_run(PGconn *conn)
+{
+	return strtol(pg_test_exec(conn,
+		"SELECT coalesce(sum(calls), 0) FROM public.pg_stat_statements "
+		"WHERE userid = (SELECT oid FROM pg_roles WHERE rolname = "
+		"current_user) AND query NOT LIKE '%pg_stat_statements%'"),
+		NULL, 10);
+}
+
+typedef struct {
+	int snapshots;
+	int64_t snap_version;
+	long events;
+	int64_t first, last;
+} snap_seen;
+
+static int seen_snapshot(int64_t version, const char *json, size_t len,
+                         void *payload)
+{
+	snap_seen *s = payload;
+
+	(void)len;
+	ck_assert_ptr_nonnull(strstr(json, "\"sum\""));
+	s->snapshots++;
+	s->snap_version = version;
+	return 0;
+}
+
+static int seen_event(const evs_event *ev, void *payload)
+{
+	snap_seen *s = payload;
+
+	if (s->events++ == 0)
+		s->first = evs_event_version(ev);
+	s->last = evs_event_version(ev);
+	return 0;
+}
+
+START_TEST(a_snapshot_load_of_a_long_stream_is_one_statement)
+{
+	enum { N = 100000, BACK = 10 };
+	evs_store *store = open_store(1);
+	PGconn *conn = pg_test_connect();
+	evs_error err = EVS_ERROR_INIT;
+	char id[64], sql[1024];
+	snap_seen s;
+	int64_t v;
+	long before, after;
+	int stored = 0;
+
+	snprintf(id, sizeof(id), "snaplong-%ld", (long)getpid());
+	/* 100,000 events, written straight in (as the owner may). */
+	snprintf(sql, sizeof(sql),
+	         "SET search_path TO \"%s\"; INSERT INTO streams (stream_id, "
+	         "version, last_key) VALUES ('%s', %d, pg_current_xact_id()); "
+	         "INSERT INTO events (stream_id, version, event_id, type, "
+	         "data) SELECT '%s', v, gen_random_uuid(), 'Added', "
+	         "jsonb_build_object('n', v) FROM generate_series(0, %d) v",
+	         pg_test_schema(), id, N - 1, id, N - 1);
+	pg_test_exec(conn, sql);
+	ck_assert_int_eq(evs_store_save_snapshot(&stored, store, id, "summer",
+	                                         1, N - 1 - BACK,
+	                                         "{\"sum\": 1}", &err),
+	                 0);
+	ck_assert_int_eq(stored, 1);
+	/* The store's one connection is made and prepared: what follows
+	 * is the load alone. */
+	ck_assert_int_eq(evs_store_current_version(&v, store, id, &err), 0);
+	ck_assert_int_eq(v, N - 1);
+	before = getenv("EVS_TEST_PG_STATEMENTS") ? statements_run(conn) : 0;
+	memset(&s, 0, sizeof(s));
+	ck_assert_int_eq(evs_store_load_snapshot(store, id, "summer", 1,
+	                                         seen_snapshot, seen_event, &s,
+	                                         &err),
+	                 0);
+	ck_assert_int_eq(s.snapshots, 1);
+	ck_assert_int_eq(s.snap_version, N - 1 - BACK);
+	ck_assert_int_eq(s.events, BACK);
+	ck_assert_int_eq(s.first, N - BACK);
+	ck_assert_int_eq(s.last, N - 1);
+	if (getenv("EVS_TEST_PG_STATEMENTS") != NULL) {
+		after = statements_run(conn);
+		ck_assert_msg(after - before == 1,
+		              "the load ran %ld statements, not 1",
+		              after - before);
+		/* Without a snapshot of its format: every event, page by
+		 * page. */
+		memset(&s, 0, sizeof(s));
+		before = statements_run(conn);
+		ck_assert_int_eq(evs_store_load_snapshot(store, id, "summer",
+		                                         2, seen_snapshot,
+		                                         seen_event, &s,
+		                                         &err),
+		                 0);
+		after = statements_run(conn);
+		ck_assert_int_eq(s.snapshots, 0);
+		ck_assert_int_eq(s.events, N);
+		ck_assert_int_ge(after - before, N / 1000);
+		fprintf(stderr, "reads: a snapshot load of a %d-event stream "
+		        "took 1 statement; a full one %ld\n", N,
+		        after - before);
+	} else {
+		fprintf(stderr, "reads: the server counts no statements "
+		        "(pg_stat_statements): the snapshot load's count is "
+		        "not checked\n");
+	}
+	evs_store_free(store);
+	PQfinish(conn);
+	evs_error_clear(&err);
+}
+END_TEST
+
 Suite *reads_suite(void)
 {
 	Suite *s = suite_create("reads");
@@ -416,6 +532,7 @@ Suite *reads_suite(void)
 	               stopping_inside_a_page_of_large_events_leaves_the_store_usable);
 	tcase_add_test(tc, a_slow_consumer_is_not_cut_off_by_the_statement_timeout);
 	tcase_add_test(tc, a_page_cut_at_the_budget_leaves_the_other_connections);
+	tcase_add_test(tc, a_snapshot_load_of_a_long_stream_is_one_statement);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -147,12 +147,13 @@ GRANT EXECUTE ON FUNCTION "$schema".append_many(text[], bigint[], integer[],
 	uuid[], text[], jsonb[], jsonb[], boolean, integer) TO "$role";
 SQL
 done
-# Deleting streams (migration 0007), for the two that run the contract
-# suite: README's grant for applications that delete.
+# Deleting streams and keeping snapshots (migration 0007), for the two
+# that run the contract suite: README's grants for applications that do.
 for role in "$app" "$fast"; do
 	psql_as "$owner_dsn" <<SQL
 GRANT EXECUTE ON FUNCTION "$schema".delete_stream(text, bigint, boolean,
-	boolean), "$schema".undelete_stream(text, bigint) TO "$role";
+	boolean), "$schema".undelete_stream(text, bigint),
+	"$schema".store_snapshot(text, text, integer, bigint, jsonb) TO "$role";
 SQL
 done
 for role in "$fast" "$hostile"; do
@@ -285,7 +286,8 @@ leaked=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM pg_proc
 	  AND proname IN ('import_events', 'append_mismatch', 'import_many',
 	                  'append_many_core', 'lock_streams_and_events',
 	                  'log_system_import', 'append_system_event',
-	                  'delete_stream', 'undelete_stream')
+	                  'delete_stream', 'undelete_stream',
+	                  'store_snapshot')
 	  AND has_function_privilege('$app', oid, 'EXECUTE')")
 if [ "$leaked" != 0 ]; then
 	echo "run.sh: after 0002, $app may execute $leaked owner-only" \
@@ -307,6 +309,17 @@ echo "== integration: a populated 0001 schema migrates (as its owner only)" \
 echo "   its 100 events keep their order, its checkpoint stays," \
 	"owner-only functions stay so"
 
+# Statement counts (pg_stat_statements, when the throwaway server of
+# scripts/with-pg.sh preloads it; a given server is left as it is): a
+# superuser makes the extension; the tests read their own role's counts.
+if [ -n "${EVS_TEST_PG_RESTART:-}" ] && [ "$(psql_as "$admin_dsn" -A -t -c "SELECT current_setting(
+	'shared_preload_libraries') LIKE '%pg_stat_statements%' AND
+	(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")" = t ]
+then
+	psql_as "$admin_dsn" -c "CREATE EXTENSION IF NOT EXISTS
+		pg_stat_statements" >/dev/null 2>&1 &&
+		export EVS_TEST_PG_STATEMENTS=1
+fi
 export EVS_TEST_PG_SCHEMA="$schema"
 export EVS_TEST_PG_FAST_DSN="$fast_dsn" EVS_TEST_PG_FAST_ROLE="$fast"
 export EVS_TEST_PG_APP_DSN="$app_dsn"

@@ -169,7 +169,7 @@ static void account_free(void *state, void *payload)
 
 const evs_aggregate_type account_type = {
 	EVS_AGGREGATE_TYPE_VERSION, "account", account_create, account_apply,
-	account_free, NULL,
+	account_free, NULL, 0, NULL, NULL,
 };
 
 void account_type_tallied(evs_aggregate_type *type, account_tally *tally)
