@@ -82,6 +82,8 @@ static void usage(FILE *f)
 "           --snapshot-format, for --seconds, decoding every event's JSON;\n"
 "           the stream must hold --events events; a load is checked to\n"
 "           end at the last one. Reports loads/s\n"
+"  scavenge evs_store_scavenge() in steps of --batch events until it\n"
+"           removes nothing; at least --events must go. Reports events/s\n"
 "  latency  --threads threads append single events, each to --streams\n"
 "           streams of its own in a new category, one every --interval-ms;\n"
 "           one subscription (default options, --wake) follows the\n"
@@ -1566,6 +1568,60 @@ static int cmd_snapload(const options *o)
 	return failed;
 }
 
+/* ---- scavenge -------------------------------------------------------- */
+
+static int cmd_scavenge(const options *o)
+{
+	evs_store *store = NULL;
+	evs_error err = EVS_ERROR_INIT;
+	histogram *h = calloc(1, sizeof(*h));
+	size_t n, total = 0, steps = 0;
+	int64_t t0, t1;
+	int rc;
+
+	if (h == NULL) {
+		fail("out of memory");
+		return 1;
+	}
+	if (o->batch < 1 || o->events < 1) {
+		fprintf(stderr, "evs-bench scavenge: needs --batch and "
+		        "--events\n");
+		free(h);
+		return 2;
+	}
+	if (open_store(&store, o, 1) < 0) {
+		free(h);
+		return 1;
+	}
+	t0 = now_ns();
+	do {
+		int64_t s = now_ns();
+
+		rc = evs_store_scavenge(&n, store, o->batch, &err);
+		h_add(h, now_ns() - s);
+		if (rc < 0) {
+			fail_err("evs_store_scavenge", rc, &err);
+			break;
+		}
+		total += n;
+		steps++;
+	} while (n > 0);
+	t1 = now_ns();
+	if (!failed && (long long)total < o->events)
+		fail("scavenge: removed %zu events, expected %lld", total,
+		     o->events);
+	fprintf(stderr, "evs-bench scavenge: %zu events in %zu steps of up "
+	        "to %u in %.2f s; check %s\n", total, steps, o->batch,
+	        (double)(t1 - t0) / 1e9, failed ? "FAILED" : "ok");
+	if (!failed)
+		result(o->label, 1, (double)total / ((double)(t1 - t0) / 1e9),
+		       h, peak_rss_mb());
+	evs_store_free(store);
+	evs_error_clear(&err);
+	free(h);
+	return failed;
+}
+
 /* ---- subscribe -------------------------------------------------------- */
 
 typedef struct {
@@ -2015,6 +2071,8 @@ int main(int argc, char **argv)
 		return cmd_latency(&o);
 	if (strcmp(o.cmd, "snapload") == 0)
 		return cmd_snapload(&o);
+	if (strcmp(o.cmd, "scavenge") == 0)
+		return cmd_scavenge(&o);
 	fprintf(stderr, "evs-bench: unknown command %s\n", o.cmd);
 	usage(stderr);
 	return 2;

@@ -36,6 +36,9 @@
 #   9 single appends at 4 threads with 4 subscriptions following them
 #     (polling, in the same process) and without, runs alternating; the
 #     baseline is the run without
+#  15 scavenging 1,000,000 released events in steps of 10,000 (events/s)
+#     while 4 threads append single events, beside the same appends with
+#     no scavenge (runs alternating): the baseline is the idle run
 #  14 loading a 100,000-event aggregate from a snapshot 10 events back
 #     (evs_store_load_snapshot(): the snapshot and 10 events, JSON parsed)
 #     against loading it by full replay (the same call for a format that
@@ -944,6 +947,67 @@ median snapload100k-evstore 1
 median snapload100k-replay-evstore 1
 
 fi
+if want 15; then
+# ---- workload 15: scavenging while appending ---------------------------------
+
+SCAV_EVENTS=1000000
+SCAV_STEP=10000
+SCAV_THREADS=4
+[ "$QUICK" = 1 ] && SCAV_EVENTS=200000
+say ""
+say "== 15. scavenging $SCAV_EVENTS released events in steps of $SCAV_STEP" \
+	"while $SCAV_THREADS threads append, and the appends alone ($(elapsed))"
+# A stream of SCAV_EVENTS events, all released (truncated at its end).
+seed_released() {
+	sql >/dev/null <<SQL
+INSERT INTO streams (stream_id, version, last_key)
+VALUES ('scav', $((SCAV_EVENTS - 1)), pg_current_xact_id());
+INSERT INTO events (stream_id, version, event_id, type, data)
+SELECT 'scav', v, gen_random_uuid(), 'Deposited',
+       jsonb_build_object('amount', 1, 'n', v)
+  FROM generate_series(0, $((SCAV_EVENTS - 1))) AS v;
+SELECT truncate_stream('scav', -2, $SCAV_EVENTS, true);
+VACUUM ANALYZE events;
+CHECKPOINT;
+SQL
+}
+for r in $(seq "$RUNS"); do
+	say "-- run $r"
+	for what in $(rotate $(((r - 1) % 2)) busy idle); do
+		fresh_tables >/dev/null
+		if [ "$what" = idle ]; then
+			evs append1-scav-idle-evstore "$SCAV_THREADS" append \
+				--seconds "$SECS" --batch 1 --streams "$NSTREAMS" ||
+				true
+			continue
+		fi
+		seed_released
+		# The scavenge starts first; the appends run inside it.
+		"$EVS_BENCH" scavenge --label scavenge-evstore --threads 1 \
+			--batch "$SCAV_STEP" --events "$SCAV_EVENTS" \
+			--schema "$SCHEMA" --dsn "$DSN" >"$work/scav.out" \
+			2>"$work/scav.err" &
+		scav=$!
+		sleep 0.5
+		evs append1-scav-busy-evstore "$SCAV_THREADS" append \
+			--seconds "$SECS" --batch 1 --streams "$NSTREAMS" || true
+		if wait "$scav"; then
+			sed 's/^/  /' "$work/scav.err"
+			grep '^RESULT ' "$work/scav.out" |
+				while read -r _ l t e a b rs; do
+					record "$l" "$t" "$e" "$a" "$b" "$rs"
+				done
+		else
+			cat "$work/scav.err" >&2
+			failed_run "evs-bench scavenge"
+		fi
+	done
+done
+median scavenge-evstore 1
+median append1-scav-busy-evstore "$SCAV_THREADS"
+median append1-scav-idle-evstore "$SCAV_THREADS"
+
+fi
 # ---- the summary ------------------------------------------------------------
 
 say ""
@@ -1008,6 +1072,7 @@ ratios() {
 		pair("hot4-group-on-evstore", "hot4-group-off-evstore", 16, "eps")
 		pair("many10-evstore", "many10-single-evstore", 1, "eps")
 		pair("snapload100k-evstore", "snapload100k-replay-evstore", 1, "eps")
+		pair("append1-scav-busy-evstore", "append1-scav-idle-evstore", 4, "eps")
 	}' "$work/runs"
 }
 
@@ -1083,6 +1148,8 @@ table() {
 		row("12. atomic 10-stream appends vs single appends (events/s)", "1", "many10-evstore", "many10-single-evstore", "5")
 		row("13. evstore import of 1,000,000 events (events/s)", "1", "import1M-evstore", "", "")
 		row("14. load a 100,000-event aggregate from a snapshot 10 back vs full replay (loads/s)", "1", "snapload100k-evstore", "snapload100k-replay-evstore", "50")
+		row("15. scavenge of released events, steps of 10,000 (events/s, while 4 threads append)", "1", "scavenge-evstore", "", "")
+		row("15. single appends while scavenging vs without", "4", "append1-scav-busy-evstore", "append1-scav-idle-evstore", "0.8")
 	}' "$work/ratios" "$work/results"
 }
 targets() {
@@ -1100,6 +1167,15 @@ targets() {
 			printf "- p99 of single appends at 16 threads, group commit on (pool 4): %s ms, the CAS floor'"'"'s %s ms (target: no worse): %s\n",
 				p99["append1-group-on-evstore", "16"], p99["append1-group-floor-cas", "16"],
 				(p99["append1-group-on-evstore", "16"] + 0 <= p99["append1-group-floor-cas", "16"] + 0 ? "met" : "MISSED")
+		if ((("append1-scav-busy-evstore") SUBSEP "4") in p99 &&
+		    (("append1-scav-idle-evstore") SUBSEP "4") in p99) {
+			a = p99["append1-scav-busy-evstore", "4"]; b = p99["append1-scav-idle-evstore", "4"]
+			printf "- p99 of single appends at 4 threads while scavenging: %s ms, without: %s ms (target <= 2x): %s\n",
+				a, b, (a + 0 <= 2 * b ? "met" : "MISSED")
+		}
+		if ((("scavenge-evstore") SUBSEP "1") in eps)
+			printf "- scavenge in steps of 10,000 while 4 threads append: %s events/s (target >= 50,000): %s\n",
+				eps["scavenge-evstore", "1"], (eps["scavenge-evstore", "1"] + 0 >= 50000 ? "met" : "MISSED")
 		if ((("import1M-evstore") SUBSEP "1") in eps)
 			printf "- evstore import of 1,000,000 events: %.1f s (%s events/s)\n",
 				1000000 / eps["import1M-evstore", "1"], eps["import1M-evstore", "1"]

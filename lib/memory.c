@@ -206,7 +206,8 @@ static int is_replay(const mem_touch *t, int64_t start,
 {
 	size_t i;
 
-	if (start < 0 || (size_t)start + n > touch_count(t))
+	if (start < 0 || (size_t)start + n > touch_count(t) ||
+	    (t->s != NULL && (size_t)start < t->s->first))
 		return 0;
 	for (i = 0; i < n; i++)
 		if (!evs_uuid_equal(touch_id_at(t, (size_t)start + i),
@@ -577,6 +578,27 @@ static int reading(mem_stream **out, mem_backend *mb, const char *id,
 	return 0;
 }
 
+/* The first version a read of s returns: at or after where it is
+ * truncated and what scavenge left, the last max_count, and from the
+ * first event (at or after those) recorded within max_age: a contiguous
+ * suffix, as the PostgreSQL backend's stream_start(). Lock held. */
+static size_t mem_start(const mem_stream *s, int64_t now)
+{
+	int64_t start = s->truncate_before;
+	size_t i;
+
+	if (s->max_count > 0 && (int64_t)s->count - s->max_count > start)
+		start = (int64_t)s->count - s->max_count;
+	i = start > (int64_t)s->first ? (size_t)start : s->first;
+	if (i > s->count)
+		i = s->count;
+	if (s->max_age_us > 0)
+		while (i < s->count &&
+		       s->events[i]->recorded_at < now - s->max_age_us)
+			i++;
+	return i;
+}
+
 static int mem_read(evs_backend *be, const char *id, int64_t after,
                     evs_backend_event_cb cb, void *payload, evs_error *err)
 {
@@ -598,10 +620,17 @@ static int mem_read(evs_backend *be, const char *id, int64_t after,
 			pthread_mutex_unlock(&mb->lock);
 			return rc;
 		}
-		/* Read up to where the stream ended when the read began. */
+		/* Read up to where the stream ended when the read began,
+		 * from its retained suffix. */
 		if (first && s != NULL)
 			end = s->count;
 		first = 0;
+		if (s != NULL) {
+			size_t start = mem_start(s, evs__now_us());
+
+			if (next < start)
+				next = start;
+		}
 		while (s != NULL && next + n < end && n < READ_CHUNK &&
 		       bytes < READ_CHUNK_BYTES) {
 			if (evs_event_dup(&chunk[n], s->events[next + n],
@@ -634,11 +663,11 @@ static int mem_read_backward(evs_backend *be, const char *id,
 	/* top: one past the index of the next event to hand out. */
 	size_t top = before < 1 ? 0 : (uint64_t)before > SIZE_MAX ? SIZE_MAX
 	                                                         : (size_t)before;
-	size_t n, bytes;
+	size_t n, bytes, lo = 0;
 	uint64_t serial = 0;
 	int rc = 0, failed = 0;
 
-	while (left > 0 && top > 0) {
+	while (left > 0 && top > lo) {
 		mem_stream *s;
 
 		n = 0;
@@ -650,8 +679,15 @@ static int mem_read_backward(evs_backend *be, const char *id,
 		}
 		if (s != NULL && top > s->count)
 			top = s->count;
-		while (s != NULL && n < top && n < READ_CHUNK && n < left &&
-		       bytes < READ_CHUNK_BYTES) {
+		if (s != NULL) {
+			size_t start = mem_start(s, evs__now_us());
+
+			if (top < start)
+				top = start;
+			lo = start;
+		}
+		while (s != NULL && n + lo < top && n < READ_CHUNK &&
+		       n < left && bytes < READ_CHUNK_BYTES) {
 			if (evs_event_dup(&chunk[n], s->events[top - 1 - n],
 			                  NULL) < 0) {
 				failed = 1;
@@ -809,29 +845,34 @@ static int append_markers(mem_backend *mb, const char *id, int64_t at,
 	                     err);
 }
 
-/* Removes the events of stream s up to version `upto` from the log and
- * the stream (their places in s->events become NULL; s->ids keeps the
- * events above). Nothing here can fail. Lock held. */
-static void remove_events(mem_backend *mb, mem_stream *s, int64_t upto)
+/* Removes the events of stream s below version `below` from the log and
+ * the stream (their places in s->events become NULL, s->first moves up;
+ * s->ids keeps the events above). Nothing here can fail. Lock held. */
+static void remove_events(mem_backend *mb, mem_stream *s, int64_t below)
 {
-	size_t i, k = 0;
+	size_t i, k = 0, end = below < 0 ? 0 : (size_t)below;
 
-	evs__mem_subs_forget(mb, s->id);
+	if (end > s->count)
+		end = s->count;
+	if (end <= s->first)
+		return;
+	evs__mem_subs_forget(mb, s->id, below);
 	for (i = 0; i < mb->log_count; i++) {
 		evs_event *ev = mb->log[i];
 
-		if (ev->version <= upto && strcmp(ev->aggregate_id, s->id) == 0)
+		if (ev->version < below && strcmp(ev->aggregate_id, s->id) == 0)
 			continue;
 		mb->log[k++] = ev;
 	}
 	mb->log_count = k;
-	for (i = 0; i < s->count && (int64_t)i <= upto; i++) {
+	for (i = s->first; i < end; i++) {
 		evs_event_free(s->events[i]);
 		s->events[i] = NULL;
 	}
+	s->first = end;
 	if (s->ids != NULL)
 		memset(s->ids, 0, s->ids_cap * sizeof(*s->ids));
-	for (i = (size_t)(upto + 1); i < s->count; i++)
+	for (i = end; i < s->count; i++)
 		ids_put(s->ids, s->ids_cap, &s->events[i]->id, (int64_t)i);
 }
 
@@ -902,7 +943,7 @@ static int mem_delete(int64_t *version_out, evs_backend *be, const char *id,
 	    (rc = append_markers(mb, id, current, mark, life, err)) < 0)
 		goto done;
 	if (hard) {
-		remove_events(mb, s, current);
+		remove_events(mb, s, current + 1);
 		snaps_free(s);
 	}
 	if (reuse) {
@@ -958,6 +999,195 @@ done:
 	evs_event_free(mark);
 	evs_event_free(life);
 	return rc;
+}
+
+/* ---- truncation, retention, scavenge ------------------------------------ */
+
+/* Whether a snapshot of s (any kind) is at or after version cut - 1. */
+static int snap_covers(const mem_stream *s, int64_t cut)
+{
+	size_t i;
+
+	if (cut <= 0)
+		return 1;
+	for (i = 0; i < s->n_snaps; i++)
+		if (s->snaps[i].version >= cut - 1)
+			return 1;
+	return 0;
+}
+
+/* The checks truncate and set_retention start with, after the lifecycle
+ * ones: a live stream at the expected version. Lock held. */
+static int retention_find(mem_stream **out, mem_backend *mb, const char *id,
+                          int64_t expected, evs_error *err)
+{
+	int64_t current;
+	int rc;
+
+	if ((rc = lifecycle_find(out, mb, id, expected, err)) < 0)
+		return rc;
+	current = (int64_t)(*out)->count - 1;
+	if ((*out)->state != MEM_LIVE)
+		return evs_error_set_deleted(err, id, expected, current);
+	if (expected >= 0 && expected != current)
+		return evs_error_set_conflict(err, id, expected, current);
+	return 0;
+}
+
+/* Appends type to EVS_LIFECYCLE_STREAM with data (taken). Lock held. */
+static int append_life(mem_backend *mb, const char *type, json_object *data,
+                       evs_error *err)
+{
+	evs_event *life = NULL;
+	int rc;
+
+	if (data == NULL)
+		return evs__error_nomem(err);
+	rc = evs_event_new(&life, type, data, NULL, err);
+	json_object_put(data);
+	if (rc == 0)
+		rc = append_markers(mb, NULL, 0, NULL, life, err);
+	evs_event_free(life);
+	return rc;
+}
+
+/* json-c's int64, or null for 0 (no limit). */
+static json_object *limit_json(int64_t v)
+{
+	return v > 0 ? json_object_new_int64(v) : NULL;
+}
+
+static int mem_truncate(evs_backend *be, const char *id, int64_t expected,
+                        int64_t before, unsigned int flags, evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	int64_t now = evs__now_us(), current, cut;
+	json_object *data;
+	mem_stream *s, probe;
+	int rc;
+
+	pthread_mutex_lock(&mb->lock);
+	if ((rc = retention_find(&s, mb, id, expected, err)) < 0)
+		goto done;
+	current = (int64_t)s->count - 1;
+	if (before > current + 1 || before < s->truncate_before) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "could not truncate the stream: version "
+		                   "%lld is past the end of aggregate \"%s\", "
+		                   "or below where it is truncated already "
+		                   "(%lld)", (long long)before, id,
+		                   (long long)(before > current + 1
+		                                       ? current + 1
+		                                       : s->truncate_before));
+		goto done;
+	}
+	if (before == s->truncate_before)
+		goto done;
+	probe = *s;
+	probe.truncate_before = before;
+	cut = (int64_t)mem_start(&probe, now);
+	if (!(flags & EVS_TRUNCATE_FORCE) &&
+	    cut > (int64_t)mem_start(s, now) && !snap_covers(s, cut)) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "could not truncate the stream: no snapshot "
+		                   "of aggregate \"%s\" covers the cut (an "
+		                   "aggregate could not be rebuilt); save one "
+		                   "first, or force it", id);
+		goto done;
+	}
+	data = json_object_new_object();
+	if (data != NULL) {
+		json_object_object_add(data, "before",
+		                       json_object_new_int64(before));
+		json_object_object_add(data, "stream",
+		                       json_object_new_string(id));
+		json_object_object_add(data, "version",
+		                       json_object_new_int64(current));
+	}
+	if ((rc = append_life(mb, "$truncated", data, err)) == 0)
+		s->truncate_before = before;
+done:
+	pthread_mutex_unlock(&mb->lock);
+	return rc;
+}
+
+static int mem_set_retention(evs_backend *be, const char *id,
+                             int64_t expected, const evs_retention *r,
+                             unsigned int flags, evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	int64_t now = evs__now_us(), cut;
+	json_object *data;
+	mem_stream *s, probe;
+	int rc;
+
+	pthread_mutex_lock(&mb->lock);
+	if ((rc = retention_find(&s, mb, id, expected, err)) < 0)
+		goto done;
+	/* The cut the new limits make now: a snapshot must cover it when
+	 * it cuts more than the stream is cut already. */
+	probe = *s;
+	probe.max_count = r->max_count;
+	probe.max_age_us = r->max_age_s * 1000000;
+	cut = (int64_t)mem_start(&probe, now);
+	if (!(flags & EVS_TRUNCATE_FORCE) &&
+	    cut > (int64_t)mem_start(s, now) && !snap_covers(s, cut)) {
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "could not set the stream's retention: no "
+		                   "snapshot of aggregate \"%s\" covers the cut "
+		                   "(an aggregate could not be rebuilt); save "
+		                   "one first, or force it", id);
+		goto done;
+	}
+	data = json_object_new_object();
+	if (data != NULL) {
+		json_object_object_add(data, "stream",
+		                       json_object_new_string(id));
+		json_object_object_add(data, "version",
+		                       json_object_new_int64(
+		                               (int64_t)s->count - 1));
+		json_object_object_add(data, "max_age_s",
+		                       limit_json(r->max_age_s));
+		json_object_object_add(data, "max_count",
+		                       limit_json(r->max_count));
+	}
+	if ((rc = append_life(mb, "$retention", data, err)) == 0) {
+		s->max_count = r->max_count;
+		s->max_age_us = r->max_age_s * 1000000;
+	}
+done:
+	pthread_mutex_unlock(&mb->lock);
+	return rc;
+}
+
+/* Removes up to max released events, streams in table order. */
+static int mem_scavenge(size_t *removed, evs_backend *be, size_t max,
+                        evs_error *err)
+{
+	mem_backend *mb = (mem_backend *)be;
+	int64_t now = evs__now_us();
+	size_t i, left = max;
+
+	(void)err;
+	pthread_mutex_lock(&mb->lock);
+	for (i = 0; i < mb->table_cap && left > 0; i++) {
+		mem_stream *s = mb->table[i];
+		size_t start, n;
+
+		if (s == NULL || s->state != MEM_LIVE ||
+		    (s->truncate_before == 0 && s->max_count == 0 &&
+		     s->max_age_us == 0))
+			continue;
+		start = mem_start(s, now);
+		if (start <= s->first)
+			continue;
+		n = start - s->first < left ? start - s->first : left;
+		remove_events(mb, s, (int64_t)(s->first + n));
+		left -= n;
+	}
+	pthread_mutex_unlock(&mb->lock);
+	*removed = max - left;
+	return 0;
 }
 
 /* ---- snapshots ---------------------------------------------------------- */
@@ -1156,6 +1386,9 @@ int evs_backend_memory_new(evs_backend **out, evs_error *err)
 	mb->base.save_snapshot = mem_save_snapshot;
 	mb->base.load_snapshot = mem_load_snapshot;
 	mb->base.list_snapshots = mem_list_snapshots;
+	mb->base.truncate = mem_truncate;
+	mb->base.set_retention = mem_set_retention;
+	mb->base.scavenge = mem_scavenge;
 	*out = &mb->base;
 	return 0;
 }

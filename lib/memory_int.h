@@ -32,6 +32,12 @@ typedef struct mem_stream {
 	uint64_t serial; /* tells a stream from a later one of the same id */
 	mem_snap *snaps;
 	size_t n_snaps;
+	/* Retention: reads start at evs__mem_start(); scavenge (or a hard
+	 * delete) freed the events below `first` (their places are NULL). */
+	size_t first;
+	int64_t truncate_before;
+	int64_t max_count;  /* 0: no limit */
+	int64_t max_age_us; /* 0: no limit */
 } mem_stream;
 
 enum { MEM_LIVE = 0, MEM_SOFT = 1, MEM_HARD = 2 };
@@ -67,9 +73,10 @@ size_t evs__mem_log_after(const mem_backend *mb, int64_t after);
 void evs__mem_wake(mem_backend *mb);
 
 /* Drops the event id from the checkpoints that name an event of the
- * stream, which is about to be removed (their positions stay). Lock
- * held. */
-void evs__mem_subs_forget(mem_backend *mb, const char *stream_id);
+ * stream below version `below`, which are about to be removed (their
+ * positions stay). Lock held. */
+void evs__mem_subs_forget(mem_backend *mb, const char *stream_id,
+                          int64_t below);
 
 /* Frees the stored subscriptions (the backend is being freed). */
 void evs__mem_subs_free(mem_backend *mb);

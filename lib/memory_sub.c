@@ -391,7 +391,8 @@ void evs__mem_wake(mem_backend *mb)
 	}
 }
 
-void evs__mem_subs_forget(mem_backend *mb, const char *stream_id)
+void evs__mem_subs_forget(mem_backend *mb, const char *stream_id,
+                          int64_t below)
 {
 	size_t i, at;
 
@@ -403,6 +404,7 @@ void evs__mem_subs_forget(mem_backend *mb, const char *stream_id)
 		at = evs__mem_log_after(mb, row->pos.global - 1);
 		if (at < mb->log_count &&
 		    mb->log[at]->position == row->pos.global &&
+		    mb->log[at]->version < below &&
 		    strcmp(mb->log[at]->aggregate_id, stream_id) == 0)
 			row->has_last_id = 0;
 	}

@@ -883,3 +883,110 @@ int evs_store_snapshots(evs_store *store, const char *aggregate_id,
 	return store->be->list_snapshots(store->be, aggregate_id, cb, payload,
 	                                 err);
 }
+
+/* ---- truncation and retention ------------------------------------------ */
+
+/* The truncation slots, the id and the expected version (returned in
+ * *expected, EVS_STREAM_EXISTS as EVS_ANY_VERSION), and the flags. */
+static int check_retention(evs_store *store, const char *aggregate_id,
+                           int64_t *expected, unsigned int flags,
+                           evs_error *err)
+{
+	int rc;
+
+	if ((rc = check_store(store, err)) < 0 ||
+	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0)
+		return rc;
+	if (aggregate_id[0] == EVS_SYSTEM_PREFIX)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "aggregate_id \"%s\" starts with '$': "
+		                     "evstore's own streams are kept whole",
+		                     aggregate_id);
+	if (*expected == EVS_STREAM_EXISTS)
+		*expected = EVS_ANY_VERSION;
+	if (*expected < 0 && *expected != EVS_ANY_VERSION)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "expected_version %lld is not a version "
+		                     "(0 or more) nor EVS_ANY_VERSION",
+		                     (long long)*expected);
+	if ((flags & ~EVS_TRUNCATE_FORCE) != 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "flags 0x%x holds unknown bits", flags);
+	if (store->be->version < 6 || store->be->truncate == NULL ||
+	    store->be->set_retention == NULL || store->be->scavenge == NULL)
+		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                     "this store's backend cannot truncate "
+		                     "streams");
+	return 0;
+}
+
+int evs_store_truncate(evs_store *store, const char *aggregate_id,
+                       int64_t expected_version, int64_t before_version,
+                       unsigned int flags, evs_error *err)
+{
+	int rc;
+
+	evs__error_reset(err);
+	if ((rc = check_retention(store, aggregate_id, &expected_version,
+	                          flags, err)) < 0)
+		return rc;
+	if (before_version < 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "before_version %lld is below 0",
+		                     (long long)before_version);
+	return store->be->truncate(store->be, aggregate_id, expected_version,
+	                           before_version, flags, err);
+}
+
+int evs_store_set_retention(evs_store *store, const char *aggregate_id,
+                            int64_t expected_version,
+                            const evs_retention *retention,
+                            unsigned int flags, evs_error *err)
+{
+	int rc;
+
+	evs__error_reset(err);
+	if ((rc = check_retention(store, aggregate_id, &expected_version,
+	                          flags, err)) < 0)
+		return rc;
+	if (retention == NULL)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "retention must not be NULL");
+	if (retention->max_count < 0 || retention->max_age_s < 0)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "retention->%s is below 0",
+		                     retention->max_count < 0 ? "max_count"
+		                                              : "max_age_s");
+	/* Seconds the server's interval can hold, with room to spare. */
+	if (retention->max_age_s > (int64_t)1 << 40)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "retention->max_age_s %lld is too large",
+		                     (long long)retention->max_age_s);
+	return store->be->set_retention(store->be, aggregate_id,
+	                                expected_version, retention, flags,
+	                                err);
+}
+
+int evs_store_scavenge(size_t *removed_out, evs_store *store,
+                       size_t max_events, evs_error *err)
+{
+	size_t removed = 0;
+	int rc;
+
+	evs__error_reset(err);
+	if (removed_out != NULL)
+		*removed_out = 0;
+	if ((rc = check_store(store, err)) < 0)
+		return rc;
+	if (max_events < 1 || max_events > INT32_MAX)
+		return evs_error_set(err, EVS_EINVALID, NULL,
+		                     "max_events must be 1 to %d, not %zu",
+		                     INT32_MAX, max_events);
+	if (store->be->version < 6 || store->be->scavenge == NULL)
+		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
+		                     "this store's backend cannot scavenge");
+	rc = store->be->scavenge(&removed, store->be, max_events, err);
+	if (rc == 0 && removed_out != NULL)
+		*removed_out = removed;
+	return rc;
+}

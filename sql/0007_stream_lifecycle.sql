@@ -24,6 +24,13 @@
 --     refused, with its "$deleted" marker as its only event), or, with
 --     p_reuse, removes the stream row and marker too, so that the id
 --     starts again at version 0.
+--   * truncation and retention: streams gains truncate_before, max_count
+--     and max_age; truncate_stream() and set_retention() set them (at an
+--     expected version, logged, with a "$truncated" or "$retention" event
+--     in "$lifecycle"), refused unless a snapshot covers the cut (or
+--     forced); stream reads start at the retained suffix at once
+--     (stream_start()), and scavenge() removes the released events in
+--     small transactions later.
 --   * snapshots: one row per stream, kind (the aggregate type's name) and
 --     format (its snapshot format's version), the newest only: written
 --     by store_snapshot(), which never puts an older snapshot over a
@@ -106,7 +113,21 @@ DO $$ BEGIN PERFORM lock_streams_and_events('ACCESS EXCLUSIVE'); END $$;
 
 ALTER TABLE streams
 	ADD COLUMN deleted_at timestamptz,
-	ADD COLUMN hard_deleted boolean NOT NULL DEFAULT false;
+	ADD COLUMN hard_deleted boolean NOT NULL DEFAULT false,
+	ADD COLUMN truncate_before bigint NOT NULL DEFAULT 0,
+	ADD COLUMN max_count bigint,
+	ADD COLUMN max_age interval;
+COMMENT ON COLUMN streams.truncate_before IS
+	'reads start at this version or later (truncate_stream()); scavenge() removes the events below';
+COMMENT ON COLUMN streams.max_count IS
+	'reads return at most the last this many events (set_retention(); NULL: no limit)';
+COMMENT ON COLUMN streams.max_age IS
+	'reads start at the first event recorded this recently (set_retention(); NULL: no limit)';
+-- The streams scavenge() looks at: those with a setting (few, and no
+-- append changes these columns).
+CREATE INDEX streams_retained ON streams (stream_id)
+	WHERE truncate_before > 0 OR max_count IS NOT NULL
+	      OR max_age IS NOT NULL;
 COMMENT ON COLUMN streams.deleted_at IS
 	'when the stream was deleted (NULL: it is not): it takes no appends, and the library refuses to read it';
 COMMENT ON COLUMN streams.hard_deleted IS
@@ -903,6 +924,281 @@ BEGIN
 END
 $fn$;
 
+-- stream_start_of: the first version a stream's reads return, for a
+-- stream at p_version with these settings: at or after p_truncate_before;
+-- no more than the last p_max_count versions; and from the first version
+-- (at or after those) recorded no longer than p_max_age ago, so that
+-- reads always give a contiguous suffix (recorded times are transaction
+-- start times, not in version order across transactions). NULL settings
+-- do not limit. Scavenge removes the events below it.
+CREATE FUNCTION stream_start_of(
+	p_stream_id       text,
+	p_version         bigint,
+	p_truncate_before bigint,
+	p_max_count       bigint,
+	p_max_age         interval)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+	SELECT greatest(p_truncate_before, p_version + 1 - p_max_count,
+	       CASE WHEN p_max_age IS NOT NULL THEN (
+		SELECT coalesce(min(e.version), p_version + 1) FROM events e
+		 WHERE e.stream_id = p_stream_id
+		   AND e.version >= greatest(p_truncate_before,
+		                             p_version + 1 - p_max_count)
+		   AND e.recorded_at >= now() - p_max_age) END)
+$fn$;
+
+-- The same for a stored stream (NULL: no such stream). The library's
+-- reads call it only for a stream that has a setting.
+CREATE FUNCTION stream_start(p_stream_id text) RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+	SELECT stream_start_of(s.stream_id, s.version, s.truncate_before,
+	                       s.max_count, s.max_age)
+	  FROM streams s WHERE s.stream_id = p_stream_id
+$fn$;
+
+-- Whether a snapshot (any kind or format) of the stream holds its state
+-- at or after version p_cut - 1, which a stream that starts at p_cut
+-- needs to rebuild an aggregate.
+CREATE FUNCTION snapshot_covers(p_stream_id text, p_cut bigint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+AS $fn$
+	SELECT p_cut <= 0 OR EXISTS (
+		SELECT 1 FROM snapshots sn
+		 WHERE sn.stream_id = p_stream_id AND sn.version >= p_cut - 1)
+$fn$;
+
+-- truncate_stream: reads of the stream start at version p_before from
+-- now on; scavenge() removes the events below it later. At an expected
+-- version (-2: any). Status, and version:
+--   0 done (or it was truncated there already)  the stream's version
+--   2 conflict                                  the stream's version
+--   4 deleted                                   the stream's version
+--   5 no such stream (any version)              -1
+--   6 p_before is past the stream's end (version + 1), or below where
+--     it is truncated already (truncation only moves forward): that
+--   7 no snapshot at or after the new start - 1, when the truncation
+--     cuts more than the stream is cut already (unless p_force): the
+--     stream's version
+CREATE FUNCTION truncate_stream(
+	p_stream_id text,
+	p_expected  bigint,
+	p_before    bigint,
+	p_force     boolean DEFAULT false,
+	OUT status  integer,
+	OUT version bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+	s     streams%ROWTYPE;
+	v_cut bigint;
+BEGIN
+	IF p_stream_id IS NULL OR p_expected IS NULL OR p_expected = -1
+	   OR p_expected < -3 OR p_before IS NULL OR p_before < 0
+	   OR p_force IS NULL THEN
+		RAISE EXCEPTION 'truncate_stream needs a stream id, an expected version (0 or more, or -2 for any) and a version (0 or more)'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO s FROM streams x WHERE x.stream_id = p_stream_id
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		status := CASE WHEN p_expected >= 0 THEN 2 ELSE 5 END;
+		version := -1;
+		RETURN;
+	END IF;
+	version := s.version;
+	IF s.deleted_at IS NOT NULL THEN
+		status := 4;
+		RETURN;
+	END IF;
+	IF p_expected >= 0 AND p_expected <> s.version THEN
+		status := 2;
+		RETURN;
+	END IF;
+	IF p_before > s.version + 1 OR p_before < s.truncate_before THEN
+		status := 6;
+		version := CASE WHEN p_before > s.version + 1 THEN s.version + 1
+		                ELSE s.truncate_before END;
+		RETURN;
+	END IF;
+	IF p_before = s.truncate_before THEN
+		status := 0;
+		RETURN;
+	END IF;
+	-- A snapshot must cover the cut when it cuts more than the stream
+	-- is cut already.
+	v_cut := stream_start_of(p_stream_id, s.version, p_before, s.max_count,
+	                         s.max_age);
+	IF NOT p_force AND v_cut > stream_start(p_stream_id)
+	   AND NOT snapshot_covers(p_stream_id, v_cut) THEN
+		status := 7;
+		RETURN;
+	END IF;
+	INSERT INTO lifecycle_log (operation, stream_id, expected_version,
+	                           detail)
+	VALUES ('truncate', p_stream_id, p_expected,
+	        jsonb_build_object('before', p_before, 'was', s.truncate_before,
+	                           'version', s.version, 'forced', p_force));
+	UPDATE streams x SET truncate_before = p_before
+	 WHERE x.stream_id = p_stream_id;
+	PERFORM append_system_event('$lifecycle', '$truncated',
+		jsonb_build_object('stream', p_stream_id, 'before', p_before,
+		                   'version', s.version));
+	status := 0;
+END
+$fn$;
+
+-- set_retention: keeps only the last p_max_count events of the stream
+-- and those recorded in the last p_max_age (NULL or 0: no limit; both
+-- NULL: keep everything again, from where it is truncated). Reads follow
+-- at once; scavenge() removes the rest later. Status and version as
+-- truncate_stream() (6 for a negative count or age; 7 when the cut the
+-- new settings make has no snapshot at or after it, unless p_force).
+CREATE FUNCTION set_retention(
+	p_stream_id text,
+	p_expected  bigint,
+	p_max_count bigint,
+	p_max_age   interval,
+	p_force     boolean DEFAULT false,
+	OUT status  integer,
+	OUT version bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+	s     streams%ROWTYPE;
+	count_ bigint := nullif(p_max_count, 0);
+	age_  interval := nullif(p_max_age, '0'::interval);
+	v_cut bigint;
+BEGIN
+	IF p_stream_id IS NULL OR p_expected IS NULL OR p_expected = -1
+	   OR p_expected < -3 OR p_force IS NULL THEN
+		RAISE EXCEPTION 'set_retention needs a stream id and an expected version (0 or more, or -2 for any)'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT * INTO s FROM streams x WHERE x.stream_id = p_stream_id
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		status := CASE WHEN p_expected >= 0 THEN 2 ELSE 5 END;
+		version := -1;
+		RETURN;
+	END IF;
+	version := s.version;
+	IF s.deleted_at IS NOT NULL THEN
+		status := 4;
+		RETURN;
+	END IF;
+	IF p_expected >= 0 AND p_expected <> s.version THEN
+		status := 2;
+		RETURN;
+	END IF;
+	IF count_ < 0 OR age_ < '0'::interval THEN
+		status := 6;
+		RETURN;
+	END IF;
+	v_cut := stream_start_of(p_stream_id, s.version, s.truncate_before,
+	                         count_, age_);
+	IF NOT p_force AND v_cut > stream_start(p_stream_id)
+	   AND NOT snapshot_covers(p_stream_id, v_cut) THEN
+		status := 7;
+		RETURN;
+	END IF;
+	INSERT INTO lifecycle_log (operation, stream_id, expected_version,
+	                           detail)
+	VALUES ('retention', p_stream_id, p_expected,
+	        jsonb_build_object('max_count', count_, 'max_age_s',
+	                           extract(epoch FROM age_)::bigint,
+	                           'was_max_count', s.max_count,
+	                           'was_max_age_s',
+	                           extract(epoch FROM s.max_age)::bigint,
+	                           'start', v_cut, 'forced', p_force));
+	UPDATE streams x SET max_count = count_, max_age = age_
+	 WHERE x.stream_id = p_stream_id;
+	PERFORM append_system_event('$lifecycle', '$retention',
+		jsonb_build_object('stream', p_stream_id, 'max_count', count_,
+		                   'max_age_s', extract(epoch FROM age_)::bigint,
+		                   'version', s.version));
+	status := 0;
+END
+$fn$;
+
+-- scavenge: removes up to p_max_events events that truncation or
+-- retention released (below a stream's start), in this one transaction,
+-- oldest first within each stream, streams in id order. Returns how many
+-- it removed (0: nothing is left to remove). It locks no stream row:
+-- appends go on meanwhile. Subscriptions whose checkpoint names a removed
+-- event keep their position, without the event's id. Call it in a loop
+-- (`evstore scavenge` does) or from cron; small steps keep each
+-- transaction's WAL, locks and hold on the feed's fence short.
+CREATE FUNCTION scavenge(p_max_events integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+	r       record;
+	left_   bigint := p_max_events;
+	total   bigint := 0;
+	n       bigint;
+	v_start bigint;
+	v_min   bigint;
+	v_log   bigint;
+BEGIN
+	IF p_max_events IS NULL OR p_max_events < 1 THEN
+		RAISE EXCEPTION 'scavenge needs a number of events, 1 or more'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR r IN SELECT s.stream_id FROM streams s
+	          WHERE (s.truncate_before > 0 OR s.max_count IS NOT NULL
+	                 OR s.max_age IS NOT NULL)
+	            AND s.deleted_at IS NULL
+	          ORDER BY s.stream_id LOOP
+		v_start := stream_start(r.stream_id);
+		SELECT min(e.version) INTO v_min FROM events e
+		 WHERE e.stream_id = r.stream_id;
+		CONTINUE WHEN v_min IS NULL OR v_min >= v_start;
+		IF v_log IS NULL THEN
+			INSERT INTO lifecycle_log (operation, detail)
+			VALUES ('scavenge',
+			        jsonb_build_object('max_events', p_max_events))
+			RETURNING id INTO v_log;
+		END IF;
+		WITH gone AS (
+			DELETE FROM events e
+			 WHERE e.stream_id = r.stream_id
+			   AND e.version < least(v_start, v_min + left_)
+			RETURNING e.transaction_id, e.global_position, e.event_id),
+		fix AS (
+			UPDATE subscriptions u SET last_event_id = NULL
+			  FROM gone g
+			 WHERE u.commit_xid = g.transaction_id
+			   AND u.position = g.global_position
+			   AND u.last_event_id = g.event_id)
+		SELECT count(*) INTO n FROM gone;
+		total := total + n;
+		left_ := left_ - n;
+		EXIT WHEN left_ <= 0;
+	END LOOP;
+	IF v_log IS NOT NULL THEN
+		UPDATE lifecycle_log l
+		   SET detail = l.detail || jsonb_build_object('events_removed',
+		                                               total)
+		 WHERE l.id = v_log;
+	END IF;
+	RETURN total;
+END
+$fn$;
+
 -- undelete_stream: brings a soft-deleted stream back at an expected
 -- version (its "$deleted" marker's; -2: any), with an "$undeleted"
 -- marker after it. Status, and version:
@@ -982,7 +1278,11 @@ BEGIN
 		'append_system_event(text, text, jsonb)'::regprocedure,
 		'delete_stream(text, bigint, boolean, boolean)'::regprocedure,
 		'undelete_stream(text, bigint)'::regprocedure,
-		'store_snapshot(text, text, integer, bigint, jsonb)'::regprocedure]
+		'store_snapshot(text, text, integer, bigint, jsonb)'::regprocedure,
+		'truncate_stream(text, bigint, bigint, boolean)'::regprocedure,
+		'set_retention(text, bigint, bigint, interval, boolean)'::regprocedure,
+		'scavenge(integer)'::regprocedure,
+		'snapshot_covers(text, bigint)'::regprocedure]
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 		FOR r IN SELECT DISTINCT a.grantee FROM pg_proc p,

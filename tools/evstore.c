@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "migrate.h"
+#include "progress.h"
 
 /* ---- option parsing shared by the subcommands -------------------------- */
 
@@ -679,6 +680,274 @@ static int cmd_undelete(int argc, char **argv, cli_conn *conn)
 	return cmd_lifecycle(argc, argv, conn, 1);
 }
 
+/* ---- truncate, retention, scavenge ------------------------------------- */
+
+static const char truncate_help[] =
+	"usage: evstore truncate STREAM --before V [--expected N | --yes] "
+	"[--force]\n"
+	"                        [--dsn DSN] [--schema NAME]\n"
+	"\n"
+	"Truncates a stream: its reads start at version V from now on; "
+	"`evstore\n"
+	"scavenge` removes the events below later. Truncation only moves "
+	"forward.\n"
+	"Refused unless a snapshot of the stream covers the cut (its "
+	"version is V - 1\n"
+	"or later): an aggregate could not be rebuilt from what is left.\n"
+	"\n"
+	"  --before V       the first version reads keep\n"
+	"  --expected N     the stream's version as you saw it; if it moved "
+	"on, nothing\n"
+	"                   changes and the exit code is 3\n"
+	"  --yes            at whatever version the stream is. On a "
+	"terminal one of\n"
+	"                   --expected and --yes is needed\n"
+	"  --force          even without a snapshot that covers the cut\n"
+	CONN_HELP;
+
+static const char retention_help[] =
+	"usage: evstore retention STREAM [--max-count N] [--max-age "
+	"DURATION]\n"
+	"                         [--expected N | --yes] [--force] [--dsn "
+	"DSN] [--schema NAME]\n"
+	"\n"
+	"Sets how much of a stream its reads keep: the last N events, and "
+	"those\n"
+	"recorded within DURATION (from the first one that recent on). "
+	"Neither: keep\n"
+	"everything again. Reads follow at once; `evstore scavenge` removes "
+	"the rest\n"
+	"later. Refused unless a snapshot covers the cut (see truncate).\n"
+	"\n"
+	"  --max-count N    keep the last N events (0: no limit)\n"
+	"  --max-age D      keep what is younger than D: a number of "
+	"seconds, or with\n"
+	"                   s, m, h or d (90d, 12h; 0: no limit)\n"
+	"  --expected N, --yes, --force   as for truncate\n"
+	CONN_HELP;
+
+static const char scavenge_help[] =
+	"usage: evstore scavenge [--max-events N] [--dsn DSN] [--schema "
+	"NAME]\n"
+	"\n"
+	"Removes the events that truncation and retention released, N at a "
+	"time, each\n"
+	"step its own short transaction, until none is left; appends go on "
+	"meanwhile.\n"
+	"Prints how many it removed; shows a progress bar on a terminal.\n"
+	"\n"
+	"  --max-events N   events per step (default 10000)\n"
+	CONN_HELP;
+
+/* "90d", "12h", "30m", "45s" or "3600": seconds. */
+static int parse_duration(int64_t *out, const char *text)
+{
+	static const struct {
+		char unit;
+		int64_t secs;
+	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+	size_t len = strlen(text), i;
+	int64_t n, mult = 1;
+	char num[32];
+
+	if (len == 0 || len >= sizeof(num))
+		return -1;
+	memcpy(num, text, len + 1);
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (num[len - 1] == units[i].unit) {
+			mult = units[i].secs;
+			num[len - 1] = '\0';
+			break;
+		}
+	if (cli_parse_int(&n, num, 0, ((int64_t)1 << 40) / mult) < 0)
+		return -1;
+	*out = n * mult;
+	return 0;
+}
+
+/* The options truncate and retention share: the expected version. */
+static int expected_of(int64_t *out, const char *cmd, const char *text,
+                       int yes, const char *stream)
+{
+	*out = EVS_ANY_VERSION;
+	if (text != NULL && cli_parse_int(out, text, 0, INT64_MAX - 1) < 0)
+		return cli_usage(cmd, "--expected takes a version (0 or more), "
+		                 "not \"%s\"", text);
+	if (text != NULL && yes)
+		return cli_usage(cmd, "--expected and --yes do not go "
+		                 "together");
+	if (text == NULL && !yes && isatty(STDIN_FILENO))
+		return cli_usage(cmd, "on a terminal, say --expected VERSION "
+		                 "(see `evstore read --last 1 %s`) or --yes",
+		                 stream);
+	return -1;
+}
+
+static int cmd_truncate(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"before", required_argument, NULL, 'b'},
+		{"expected", required_argument, NULL, 'e'},
+		{"yes", no_argument, NULL, 'y'},
+		{"force", no_argument, NULL, 'f'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *expected_text = NULL, *before_text = NULL;
+	int64_t expected, before;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	unsigned int flags = 0;
+	int c, rc, yes = 0;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'b')
+			before_text = optarg;
+		else if (c == 'e')
+			expected_text = optarg;
+		else if (c == 'y')
+			yes = 1;
+		else if (c == 'f')
+			flags |= EVS_TRUNCATE_FORCE;
+		else if ((rc = common_option(c, "truncate", truncate_help,
+		                             argv, conn)) >= 0)
+			return rc;
+	}
+	if ((rc = want_args("truncate", argc - optind, 1, 1)) >= 0)
+		return rc;
+	if (before_text == NULL)
+		return cli_usage("truncate", "--before VERSION is needed");
+	if (cli_parse_int(&before, before_text, 0, INT64_MAX - 1) < 0)
+		return cli_usage("truncate", "--before takes a version (0 or "
+		                 "more), not \"%s\"", before_text);
+	if ((rc = expected_of(&expected, "truncate", expected_text, yes,
+	                      argv[optind])) >= 0 ||
+	    (rc = resolve_conn(conn, "truncate")) >= 0 ||
+	    (rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
+		goto done;
+	if (evs_store_truncate(store, argv[optind], expected, before, flags,
+	                       &err) < 0) {
+		rc = cli_store_fail(&err, NULL);
+		goto done;
+	}
+	rc = EXIT_OK;
+done:
+	evs_store_free(store);
+	evs_error_clear(&err);
+	return rc;
+}
+
+static int cmd_retention(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"max-count", required_argument, NULL, 'c'},
+		{"max-age", required_argument, NULL, 'a'},
+		{"expected", required_argument, NULL, 'e'},
+		{"yes", no_argument, NULL, 'y'},
+		{"force", no_argument, NULL, 'f'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *expected_text = NULL;
+	evs_retention r = {0, 0};
+	int64_t expected;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	unsigned int flags = 0;
+	int c, rc, yes = 0;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'c') {
+			if (cli_parse_int(&r.max_count, optarg, 0,
+			                  INT64_MAX - 1) < 0)
+				return cli_usage("retention", "--max-count "
+				                 "takes a count (0 or more), "
+				                 "not \"%s\"", optarg);
+		} else if (c == 'a') {
+			if (parse_duration(&r.max_age_s, optarg) < 0)
+				return cli_usage("retention", "--max-age takes "
+				                 "a duration (90d, 12h, 30m, "
+				                 "45s or seconds), not \"%s\"",
+				                 optarg);
+		} else if (c == 'e') {
+			expected_text = optarg;
+		} else if (c == 'y') {
+			yes = 1;
+		} else if (c == 'f') {
+			flags |= EVS_TRUNCATE_FORCE;
+		} else if ((rc = common_option(c, "retention", retention_help,
+		                               argv, conn)) >= 0) {
+			return rc;
+		}
+	}
+	if ((rc = want_args("retention", argc - optind, 1, 1)) >= 0 ||
+	    (rc = expected_of(&expected, "retention", expected_text, yes,
+	                      argv[optind])) >= 0 ||
+	    (rc = resolve_conn(conn, "retention")) >= 0 ||
+	    (rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
+		goto done;
+	if (evs_store_set_retention(store, argv[optind], expected, &r, flags,
+	                            &err) < 0) {
+		rc = cli_store_fail(&err, NULL);
+		goto done;
+	}
+	rc = EXIT_OK;
+done:
+	evs_store_free(store);
+	evs_error_clear(&err);
+	return rc;
+}
+
+static int cmd_scavenge(int argc, char **argv, cli_conn *conn)
+{
+	static const struct option opts[] = {
+		{"max-events", required_argument, NULL, 'n'},
+		COMMON_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	int64_t step = 10000;
+	size_t n, total = 0;
+	evs_error err = EVS_ERROR_INIT;
+	evs_store *store = NULL;
+	progress bar;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (c == 'n') {
+			if (cli_parse_int(&step, optarg, 1, INT32_MAX) < 0)
+				return cli_usage("scavenge", "--max-events "
+				                 "takes a count (1 or more), "
+				                 "not \"%s\"", optarg);
+		} else if ((rc = common_option(c, "scavenge", scavenge_help,
+		                               argv, conn)) >= 0) {
+			return rc;
+		}
+	}
+	if ((rc = want_args("scavenge", argc - optind, 0, 0)) >= 0 ||
+	    (rc = resolve_conn(conn, "scavenge")) >= 0 ||
+	    (rc = cli_open_store(&store, conn, 1)) != EXIT_OK)
+		goto done;
+	progress_start(&bar, "scavenge", -1);
+	do {
+		rc = evs_store_scavenge(&n, store, (size_t)step, &err);
+		if (rc < 0)
+			break;
+		total += n;
+		progress_add(&bar, (int64_t)n);
+	} while (n > 0);
+	progress_stop(&bar, rc == 0);
+	if (rc < 0) {
+		rc = cli_store_fail(&err, NULL);
+		goto done;
+	}
+	printf("removed %zu events\n", total);
+	rc = EXIT_OK;
+done:
+	evs_store_free(store);
+	evs_error_clear(&err);
+	return rc;
+}
+
 /* ---- snapshots --------------------------------------------------------- */
 
 static const char snapshots_help[] =
@@ -802,6 +1071,9 @@ static const command commands[] = {
 	{"delete", cmd_delete, "delete a stream (soft, or --hard)"},
 	{"undelete", cmd_undelete, "bring a soft-deleted stream back"},
 	{"snapshots", cmd_snapshots, "a stream's snapshots: kind, version, size"},
+	{"truncate", cmd_truncate, "start a stream's reads at a version"},
+	{"retention", cmd_retention, "keep a stream's last events only"},
+	{"scavenge", cmd_scavenge, "remove what truncation released"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -181,13 +181,33 @@ struct evs_backend {
 	                      evs_snapshot_info_cb cb, void *payload,
 	                      evs_error *err);
 
+	/**
+	 * Optional, all three or none (NULL: those calls answer
+	 * EVS_EUNSUPPORTED). Follow evs_store_truncate(),
+	 * evs_store_set_retention() and evs_store_scavenge(). A backend with
+	 * them starts every stream read (read, read_backward, load_snapshot)
+	 * at the stream's retained suffix. The front end has checked the
+	 * id, the expected version (EVS_ANY_VERSION or 0 and above),
+	 * before_version 0 or more, limits 0 or more, max_events 1 or more
+	 * and the flags.
+	 */
+	int (*truncate)(evs_backend *be, const char *aggregate_id,
+	                int64_t expected_version, int64_t before_version,
+	                unsigned int flags, evs_error *err);
+	int (*set_retention)(evs_backend *be, const char *aggregate_id,
+	                     int64_t expected_version,
+	                     const evs_retention *retention,
+	                     unsigned int flags, evs_error *err);
+	int (*scavenge)(size_t *removed_out, evs_backend *be,
+	                size_t max_events, evs_error *err);
+
 	/* ---- version 7 and later: append new slots here, never reorder ---- */
 };
 
 /** Initialiser for a backend vtable. */
 #define EVS_BACKEND_INIT \
 	{EVS_BACKEND_VERSION, NULL, NULL, NULL, NULL, NULL, \
-	 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
+	 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 
 /**
  * Wraps a backend in a store handle.

@@ -372,6 +372,77 @@ EVS_EXTERN(int) evs_store_undelete(int64_t *version_out, evs_store *store,
                                    int64_t expected_version,
                                    evs_error *err);
 
+/** Flag of evs_store_truncate() and evs_store_set_retention(): even
+ *  without a snapshot at or after the cut. */
+#define EVS_TRUNCATE_FORCE 1u
+
+/**
+ * Truncates a stream: from now on its reads start at @p before_version
+ * (the events below it are no longer read, and evs_store_scavenge()
+ * removes them later, in small steps). Its version, its appends and the
+ * feed of all events are unchanged until then. Truncation only moves
+ * forward. An aggregate cannot be rebuilt from a stream that starts past
+ * its first event, so unless @p flags has EVS_TRUNCATE_FORCE, a
+ * truncation that cuts more than the stream is cut already needs a
+ * snapshot (evs_store_save_snapshot(), any kind) at version
+ * @p before_version - 1 or later. A read under way when the cut moves
+ * past it goes on from the cut. Appends a "$truncated" event to
+ * EVS_LIFECYCLE_STREAM (data {"before", "stream", "version"}); on
+ * PostgreSQL logged in lifecycle_log, and the role needs EXECUTE on
+ * truncate_stream().
+ * @param expected_version  the stream's version, or EVS_ANY_VERSION
+ * @param before_version    0 to the stream's version + 1 (then no event
+ *                          is read any more); where it is truncated
+ *                          already: nothing changes
+ * @return 0, EVS_ECONFLICT, EVS_ENOTFOUND, EVS_EDELETED, EVS_EINVALID
+ *         (also: past the end, below the present cut, or no snapshot
+ *         covers the cut), EVS_EUNSUPPORTED, or a backend error
+ */
+EVS_EXTERN(int) evs_store_truncate(evs_store *store, const char *aggregate_id,
+                                   int64_t expected_version,
+                                   int64_t before_version, unsigned int flags,
+                                   evs_error *err);
+
+/** How much of a stream evs_store_set_retention() keeps. */
+typedef struct evs_retention {
+	int64_t max_count; /**< the last this many events; 0: no limit */
+	int64_t max_age_s; /**< the events of the last this many seconds
+	                        (from the first one that young on): 0: no
+	                        limit */
+} evs_retention;
+
+/**
+ * Sets a stream's retention: its reads return only the events the limits
+ * keep (a contiguous suffix, at or after where it is truncated), at once;
+ * evs_store_scavenge() removes the others later. Both limits 0: keep
+ * everything (from the truncation point) again. Refused, unless
+ * EVS_TRUNCATE_FORCE, when the new limits cut more than the stream is cut
+ * now and no snapshot covers that cut. Appends a "$retention" event to EVS_LIFECYCLE_STREAM (data
+ * {"max_age_s", "max_count", "stream", "version"}); on PostgreSQL logged,
+ * and the role needs EXECUTE on set_retention().
+ * @param retention  borrowed for the call
+ * @return as evs_store_truncate() (EVS_EINVALID also for a negative limit)
+ */
+EVS_EXTERN(int) evs_store_set_retention(evs_store *store,
+                                        const char *aggregate_id,
+                                        int64_t expected_version,
+                                        const evs_retention *retention,
+                                        unsigned int flags, evs_error *err);
+
+/**
+ * Removes up to @p max_events events that truncation or retention
+ * released, in one transaction, and says how many. Call it until it
+ * removes nothing (`evstore scavenge` does). It locks no stream: appends
+ * go on meanwhile. Deleted (soft) streams keep their events. On
+ * PostgreSQL logged in lifecycle_log, and the role needs EXECUTE on
+ * scavenge().
+ * @param[out] removed_out  may be NULL; events removed (0: none left)
+ * @param max_events        1 or more (10000 is a good step)
+ * @return 0, EVS_EINVALID, EVS_EUNSUPPORTED, or a backend error
+ */
+EVS_EXTERN(int) evs_store_scavenge(size_t *removed_out, evs_store *store,
+                                   size_t max_events, evs_error *err);
+
 /* ---- snapshots -------------------------------------------------------- */
 
 /**

@@ -16,16 +16,25 @@ enum {
 	LC_CONFLICT = 2,
 	LC_NOT_DELETED = 3,
 	LC_DELETED = 4,
-	LC_NO_STREAM = 5
+	LC_NO_STREAM = 5,
+	LC_OUT_OF_RANGE = 6, /* truncate_stream(), set_retention() */
+	LC_NO_SNAPSHOT = 7
 };
+
+/* Which call: for messages. */
+enum { OP_DELETE, OP_UNDELETE, OP_TRUNCATE, OP_RETENTION };
 
 static int lifecycle_call(int64_t *version_out, pg_backend *pb,
                           const char *stmt, int n_params,
                           const char *const *params, const char *id,
-                          int64_t expected, int undelete, evs_error *err)
+                          int64_t expected, int op, evs_error *err)
 {
-	const char *what = undelete ? "could not undelete the stream"
-	                            : "could not delete the stream";
+	static const char *const whats[] = {
+		"could not delete the stream", "could not undelete the stream",
+		"could not truncate the stream",
+		"could not set the stream's retention"};
+	const char *what = whats[op];
+	int undelete = op == OP_UNDELETE;
 	PGresult *res = NULL;
 	pg_slot *slot;
 	int64_t version;
@@ -64,6 +73,24 @@ static int lifecycle_call(int64_t *version_out, pg_backend *pb,
 		rc = evs_error_set(err, EVS_ENOTFOUND, NULL,
 		                   "aggregate \"%s\" has no events", id);
 		break;
+	case LC_OUT_OF_RANGE:
+		rc = op == OP_TRUNCATE
+		             ? evs_error_set(err, EVS_EINVALID, NULL,
+		                             "%s: version %s is past the end of "
+		                             "aggregate \"%s\", or below where "
+		                             "it is truncated already (%lld)",
+		                             what, params[2], id,
+		                             (long long)version)
+		             : evs_error_set(err, EVS_EINVALID, NULL,
+		                             "%s: a limit is below 0", what);
+		break;
+	case LC_NO_SNAPSHOT:
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "%s: no snapshot of aggregate \"%s\" covers "
+		                   "the cut (an aggregate could not be rebuilt); "
+		                   "save one first, or force it",
+		                   what, id);
+		break;
 	default:
 		rc = evs_error_set(err, EVS_EDB, NULL,
 		                   "%s: the server replied with status %d", what,
@@ -89,7 +116,7 @@ int evs__pg_delete(int64_t *version_out, evs_backend *be, const char *id,
 	params[2] = (flags & EVS_DELETE_HARD) ? "t" : "f";
 	params[3] = (flags & EVS_DELETE_REUSE) ? "t" : "f";
 	return lifecycle_call(version_out, (pg_backend *)be, PG_DELETE, 4,
-	                      params, id, expected, 0, err);
+	                      params, id, expected, OP_DELETE, err);
 }
 
 int evs__pg_undelete(int64_t *version_out, evs_backend *be, const char *id,
@@ -103,7 +130,80 @@ int evs__pg_undelete(int64_t *version_out, evs_backend *be, const char *id,
 	params[0] = id;
 	params[1] = expected_text;
 	return lifecycle_call(version_out, (pg_backend *)be, PG_UNDELETE, 2,
-	                      params, id, expected, 1, err);
+	                      params, id, expected, OP_UNDELETE, err);
+}
+
+/* ---- truncation, retention, scavenge ------------------------------------- */
+
+int evs__pg_truncate(evs_backend *be, const char *id, int64_t expected,
+                     int64_t before, unsigned int flags, evs_error *err)
+{
+	char expected_text[24], before_text[24];
+	const char *params[4];
+	int64_t version;
+
+	snprintf(expected_text, sizeof(expected_text), "%lld",
+	         (long long)expected);
+	snprintf(before_text, sizeof(before_text), "%lld", (long long)before);
+	params[0] = id;
+	params[1] = expected_text;
+	params[2] = before_text;
+	params[3] = (flags & EVS_TRUNCATE_FORCE) ? "t" : "f";
+	return lifecycle_call(&version, (pg_backend *)be, PG_TRUNCATE, 4,
+	                      params, id, expected, OP_TRUNCATE, err);
+}
+
+int evs__pg_set_retention(evs_backend *be, const char *id, int64_t expected,
+                          const evs_retention *r, unsigned int flags,
+                          evs_error *err)
+{
+	char expected_text[24], count_text[24], age_text[40];
+	const char *params[5];
+	int64_t version;
+
+	snprintf(expected_text, sizeof(expected_text), "%lld",
+	         (long long)expected);
+	snprintf(count_text, sizeof(count_text), "%lld",
+	         (long long)r->max_count);
+	snprintf(age_text, sizeof(age_text), "%lld seconds",
+	         (long long)r->max_age_s);
+	params[0] = id;
+	params[1] = expected_text;
+	params[2] = count_text;
+	params[3] = age_text;
+	params[4] = (flags & EVS_TRUNCATE_FORCE) ? "t" : "f";
+	return lifecycle_call(&version, (pg_backend *)be, PG_RETENTION, 5,
+	                      params, id, expected, OP_RETENTION, err);
+}
+
+int evs__pg_scavenge(size_t *removed, evs_backend *be, size_t max_events,
+                     evs_error *err)
+{
+	static const char what[] = "could not scavenge";
+	pg_backend *pb = (pg_backend *)be;
+	char max_text[24];
+	const char *params[1] = {max_text};
+	PGresult *res = NULL;
+	pg_slot *slot;
+	int rc;
+
+	*removed = 0;
+	snprintf(max_text, sizeof(max_text), "%zu", max_events);
+	if ((rc = evs__pg_acquire(&slot, pb, err)) < 0)
+		return rc;
+	rc = evs__pg_exec(&res, pb, slot, PG_SCAVENGE, NULL, 1, params,
+	                  evs__pg_deadline(pb->call_timeout_ms), what, err);
+	if (rc == 0) {
+		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+		    PQntuples(res) != 1)
+			rc = evs__pg_error(err, slot->conn, res, what);
+		else
+			*removed = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL,
+			                            10);
+	}
+	PQclear(res);
+	evs__pg_release(pb, slot);
+	return rc;
 }
 
 /* ---- snapshots (loading is a read: read.c) -------------------------------- */

@@ -259,6 +259,9 @@ int evs_store_open_pg(evs_store **out, const char *conninfo,
 	pb->base.save_snapshot = evs__pg_save_snapshot;
 	pb->base.load_snapshot = evs__pg_load_snapshot;
 	pb->base.list_snapshots = evs__pg_list_snapshots;
+	pb->base.truncate = evs__pg_truncate;
+	pb->base.set_retention = evs__pg_set_retention;
+	pb->base.scavenge = evs__pg_scavenge;
 	pb->pool_size = o.pool_size;
 	pb->pool_timeout_ms = o.pool_timeout_ms;
 	pb->connect_timeout_ms = o.connect_timeout_ms;

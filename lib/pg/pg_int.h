@@ -78,6 +78,9 @@ typedef struct pg_backend {
 #define PG_SNAP_SAVE "evs_snap_save"   /* store_snapshot() */
 #define PG_SNAP_LOAD "evs_snap_load"   /* a snapshot and events after it */
 #define PG_SNAP_LIST "evs_snap_list"   /* a stream's snapshots */
+#define PG_TRUNCATE "evs_truncate"     /* truncate_stream() */
+#define PG_RETENTION "evs_retention"   /* set_retention() */
+#define PG_SCAVENGE "evs_scavenge"     /* scavenge() */
 #define PG_FIND_IDS "evs_find_ids"     /* where an event id is stored */
 #define PG_LOCK_WAIT "evs_lock_wait"   /* lock_timeout for this transaction */
 #define PG_FEED_ALL "evs_feed_all"     /* a subscription's page: all */
@@ -310,6 +313,15 @@ int evs__pg_save_snapshot(int *stored, evs_backend *be, const char *id,
 int evs__pg_list_snapshots(evs_backend *be, const char *id,
                            evs_snapshot_info_cb cb, void *payload,
                            evs_error *err);
+
+/* Truncation, retention and scavenge (lifecycle.c). */
+int evs__pg_truncate(evs_backend *be, const char *id, int64_t expected,
+                     int64_t before, unsigned int flags, evs_error *err);
+int evs__pg_set_retention(evs_backend *be, const char *id, int64_t expected,
+                          const evs_retention *r, unsigned int flags,
+                          evs_error *err);
+int evs__pg_scavenge(size_t *removed, evs_backend *be, size_t max_events,
+                     evs_error *err);
 
 /* The lifecycle slots (lifecycle.c). */
 int evs__pg_delete(int64_t *version_out, evs_backend *be, const char *id,

@@ -97,12 +97,19 @@ char *evs__pg_session_sql(unsigned int statement_timeout_ms,
  * their version order (a stream's keys never go down). */
 #define FENCE "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
 
-/* The version of stream $1 when it is deleted, else NULL, as d.deleted:
- * one probe of the streams key per page (OFFSET 0 keeps the planner from
- * copying the probe into every place d.deleted is used). */
-#define DELETED(q)                                                         \
-	"(SELECT (SELECT version FROM " q ".streams WHERE stream_id = $1 "  \
-	"AND deleted_at IS NOT NULL) AS deleted OFFSET 0) AS d"
+/* What a read of stream $1 needs of its row, in one probe of the streams
+ * key per page (OFFSET 0 keeps the planner from copying the probe into
+ * every place d's columns are used): d.deleted, its version when it is
+ * deleted, else NULL; d.start, the first version its reads return
+ * (sql/0007: stream_start(), called only for a stream that is truncated
+ * or has a retention; else 0). Its two %s are the schema. */
+#define STREAM_D_AS(alias)                                                 \
+	"(SELECT CASE WHEN s.deleted_at IS NOT NULL THEN s.version END AS " \
+	"deleted, CASE WHEN s.truncate_before > 0 OR s.max_count IS NOT "   \
+	"NULL OR s.max_age IS NOT NULL THEN %s.stream_start($1) ELSE 0 END " \
+	"AS start FROM (SELECT 1) AS one LEFT JOIN %s.streams s ON "         \
+	"s.stream_id = $1 OFFSET 0) AS " alias
+#define STREAM_D STREAM_D_AS("d")
 
 /* A consumer-group member's share: $k members, this is $m (1: all). The
  * sign bit is masked: abs() overflows on INT64_MIN. */
@@ -159,10 +166,10 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		 * (sql/0007), one row with its version in the last column
 		 * and no event (an empty page: one row of NULLs). */
 		"PREPARE " PG_READ "(text, int8, int8, int8) AS SELECT "
-		ROW_COLUMNS ", d.deleted FROM " DELETED("%s") " LEFT JOIN "
+		ROW_COLUMNS ", d.deleted FROM " STREAM_D " LEFT JOIN "
 		"LATERAL (SELECT * FROM %s.events WHERE stream_id = $1 AND "
-		"version > $2 AND version <= $3 AND d.deleted IS NULL ORDER "
-		"BY version LIMIT $4) AS e ON true;"
+		"version > greatest($2, d.start - 1) AND version <= $3 AND "
+		"d.deleted IS NULL ORDER BY version LIMIT $4) AS e ON true;"
 		"PREPARE " PG_READ_ALL "(xid8, int8, int8) AS SELECT "
 		ROW_COLUMNS "FROM %s.events WHERE (transaction_id, "
 		"global_position) > ($1, $2) AND " FENCE " "
@@ -205,14 +212,9 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"PREPARE " PG_SUB_STORE "(text, int4, int8, xid8, int8, uuid) "
 		"AS SELECT %s.subscription_store($1, $2, $3, $4, $5, $6);"
 		"PREPARE " PG_SUB_RELEASE "(text, int4, int8) AS SELECT "
-		"%s.subscription_release($1, $2, $3);"
-		"PREPARE " PG_HEAD "(text) AS SELECT version, deleted_at IS "
-		"NOT NULL FROM %s.streams WHERE stream_id = $1;"
-		"PREPARE " PG_FIND_IDS "(text, uuid[]) AS SELECT event_id, "
-		"version FROM %s.events WHERE stream_id = $1 AND "
-		"event_id = ANY ($2) ORDER BY version LIMIT 1;",
+		"%s.subscription_release($1, $2, $3);",
 		notify_if, q, q, q, notify, notify_if, q, q, q, q, q, q, q, q,
-		q, q, q, q);
+		q, q, q);
 	/* Several appends in one call (sql/0004); the server collapses a
 	 * transaction's identical notifications into one. */
 	many = format(
@@ -229,15 +231,20 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		/* A page of one stream backwards: the primary key, walked
 		 * down from below $2; a deleted stream as PG_READ. */
 		"PREPARE " PG_READ_BACK "(text, int8, int8) AS SELECT "
-		ROW_COLUMNS ", d.deleted FROM " DELETED("%s") " LEFT JOIN "
+		ROW_COLUMNS ", d.deleted FROM " STREAM_D " LEFT JOIN "
 		"LATERAL (SELECT * FROM %s.events WHERE stream_id = $1 AND "
-		"version < $2 AND d.deleted IS NULL ORDER BY version DESC "
-		"LIMIT $3) AS e ON true;"
+		"version < $2 AND version >= d.start AND d.deleted IS NULL "
+		"ORDER BY version DESC LIMIT $3) AS e ON true;"
 		"PREPARE " PG_DELETE "(text, int8, bool, bool) AS SELECT "
 		"status, version FROM %s.delete_stream($1, $2, $3, $4);"
 		"PREPARE " PG_UNDELETE "(text, int8) AS SELECT status, "
-		"version FROM %s.undelete_stream($1, $2);",
-		notify_if, q, notify_if, q, q, q, q, q);
+		"version FROM %s.undelete_stream($1, $2);"
+		"PREPARE " PG_HEAD "(text) AS SELECT version, deleted_at IS "
+		"NOT NULL FROM %s.streams WHERE stream_id = $1;"
+		"PREPARE " PG_FIND_IDS "(text, uuid[]) AS SELECT event_id, "
+		"version FROM %s.events WHERE stream_id = $1 AND "
+		"event_id = ANY ($2) ORDER BY version LIMIT 1;",
+		notify_if, q, notify_if, q, q, q, q, q, q, q, q);
 	/* Snapshots (sql/0007). A load is one statement: the snapshot's
 	 * version and data, and a page of the events after it, as PG_READ
 	 * gives them (the data in the first row only). */
@@ -247,19 +254,24 @@ char *evs__pg_prepare_sql(const char *schema, const char *channel)
 		"PREPARE " PG_SNAP_LOAD "(text, text, int4, int8) AS SELECT "
 		ROW_COLUMNS ", d.deleted, d.snap_version, CASE WHEN "
 		"row_number() OVER () = 1 THEN d.snap_data END FROM (SELECT "
-		"(SELECT version FROM %s.streams WHERE stream_id = $1 AND "
-		"deleted_at IS NOT NULL) AS deleted, sn.version AS "
-		"snap_version, sn.data AS snap_data FROM (SELECT 1) AS one "
-		"LEFT JOIN %s.snapshots sn ON sn.stream_id = $1 AND sn.kind "
-		"= $2 AND sn.format = $3 OFFSET 0) AS d LEFT JOIN LATERAL "
-		"(SELECT * FROM %s.events WHERE stream_id = $1 AND version > "
-		"coalesce(d.snap_version, -1) AND d.deleted IS NULL ORDER BY "
-		"version LIMIT $4) AS e ON true;"
+		"d0.deleted, d0.start, sn.version AS snap_version, sn.data AS "
+		"snap_data FROM " STREAM_D_AS("d0") " LEFT JOIN %s.snapshots sn ON "
+		"sn.stream_id = $1 AND sn.kind = $2 AND sn.format = $3 OFFSET "
+		"0) AS d LEFT JOIN LATERAL (SELECT * FROM %s.events WHERE "
+		"stream_id = $1 AND version > greatest(d.snap_version, "
+		"d.start - 1) AND d.deleted IS NULL ORDER BY version LIMIT $4) "
+		"AS e ON true;"
+		"PREPARE " PG_TRUNCATE "(text, int8, int8, bool) AS SELECT "
+		"status, version FROM %s.truncate_stream($1, $2, $3, $4);"
+		"PREPARE " PG_RETENTION "(text, int8, int8, interval, bool) AS "
+		"SELECT status, version FROM %s.set_retention($1, $2, $3, $4, "
+		"$5);"
+		"PREPARE " PG_SCAVENGE "(int4) AS SELECT %s.scavenge($1);"
 		"PREPARE " PG_SNAP_LIST "(text) AS SELECT kind, format, "
 		"version, (extract(epoch FROM taken_at) * 1000000)::int8, "
 		"octet_length(data::text) FROM %s.snapshots WHERE stream_id "
 		"= $1 ORDER BY kind, format;",
-		q, q, q, q, q);
+		q, q, q, q, q, q, q, q, q);
 	free(q);
 	all = sql && many && snaps ? format("%s%s%s", sql, many, snaps)
 	                           : NULL;

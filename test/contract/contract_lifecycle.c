@@ -644,6 +644,278 @@ START_TEST(deletion_racing_appends_has_one_winner)
 }
 END_TEST
 
+/* ---- truncation, retention, scavenge ---------------------------------- */
+
+/* The versions a load of id from `from` returns, as "5 6 7 ". */
+static const char *versions_of(const char *id, int64_t from)
+{
+	static char buf[512];
+	evs_error err = EVS_ERROR_INIT;
+	evs_event_list *list = NULL;
+	size_t i, len = 0;
+
+	ck_assert_int_eq(evs_store_load(&list, ct_store, id, from, &err), 0);
+	buf[0] = '\0';
+	for (i = 0; i < evs_event_list_count(list) && len < sizeof(buf) - 24;
+	     i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%lld ",
+		                        (long long)evs_event_version(
+		                                evs_event_list_get(list, i)));
+	evs_event_list_free(list);
+	evs_error_clear(&err);
+	return buf;
+}
+
+static const char *versions_back(const char *id, size_t max)
+{
+	static char buf[512];
+	evs_error err = EVS_ERROR_INIT;
+	evs_event_list *list = NULL;
+	size_t i, len = 0;
+
+	ck_assert_int_eq(evs_store_load_last(&list, ct_store, id, max, &err),
+	                 0);
+	buf[0] = '\0';
+	for (i = 0; i < evs_event_list_count(list) && len < sizeof(buf) - 24;
+	     i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%lld ",
+		                        (long long)evs_event_version(
+		                                evs_event_list_get(list, i)));
+	evs_event_list_free(list);
+	evs_error_clear(&err);
+	return buf;
+}
+
+/* Scavenges until nothing is left; returns how many it removed. */
+static size_t scavenge_all(size_t step)
+{
+	evs_error err = EVS_ERROR_INIT;
+	size_t total = 0, n;
+	int rounds = 0;
+
+	do {
+		n = 4711;
+		ck_assert_int_eq(evs_store_scavenge(&n, ct_store, step, &err),
+		                 0);
+		ck_assert_uint_le(n, step);
+		total += n;
+	} while (n > 0 && ++rounds < 100000);
+	evs_error_clear(&err);
+	return total;
+}
+
+START_TEST(truncation_starts_reads_at_the_cut_until_scavenged)
+{
+	char id[ID_LEN];
+	evs_error err = EVS_ERROR_INIT;
+	evs_position at;
+	feed_walk *w = calloc(1, sizeof(*w));
+	int64_t v;
+	size_t n;
+
+	make_id(id, "lc-trunc");
+	at = mark_feed();
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 10, &err), 0);
+	/* No snapshot covers the cut: refused, nothing changed. */
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, 9, 5, 0, &err),
+	                 EVS_EINVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "snapshot"));
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION),
+	                 "0 1 2 3 4 5 6 7 8 9 ");
+	ck_assert_int_eq(evs_store_save_snapshot(NULL, ct_store, id, "k", 1, 4,
+	                                         "{}", &err),
+	                 0);
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, 8, 5, 0, &err),
+	                 EVS_ECONFLICT);
+	ck_assert_int_eq(err.actual_version, 9);
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, 9, 5, 0, &err), 0);
+	/* Every read starts at the cut at once; the version is the same. */
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "5 6 7 8 9 ");
+	ck_assert_str_eq(versions_of(id, 2), "5 6 7 8 9 ");
+	ck_assert_str_eq(versions_of(id, 6), "7 8 9 ");
+	ck_assert_str_eq(versions_back(id, 3), "7 8 9 ");
+	ck_assert_str_eq(versions_back(id, 100), "5 6 7 8 9 ");
+	ck_assert_int_eq(evs_store_current_version(&v, ct_store, id, &err), 0);
+	ck_assert_int_eq(v, 9);
+	/* It only moves forward, and not past the end. */
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, EVS_ANY_VERSION, 3,
+	                                    EVS_TRUNCATE_FORCE, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, EVS_ANY_VERSION, 11,
+	                                    EVS_TRUNCATE_FORCE, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, EVS_ANY_VERSION, 5,
+	                                    0, &err),
+	                 0);
+	ck_assert_int_eq(ct_append_one(id, 9, &err), 0);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "5 6 7 8 9 10 ");
+	/* Scavenge removes the rest, in steps: then the feed lacks it too. */
+	n = scavenge_all(2);
+	ck_assert_uint_ge(n, 5);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "5 6 7 8 9 10 ");
+	w->ours[0] = id;
+	walk_feed(w, &at, 7);
+	ck_assert_str_eq(w->stream[0], id);
+	ck_assert_int_eq(w->version[0], 5);
+	ck_assert_int_eq(w->version[4], 9);
+	ck_assert_str_eq(w->stream[5], EVS_LIFECYCLE_STREAM);
+	ck_assert_str_eq(w->type[5], "$truncated");
+	ck_assert_ptr_nonnull(strstr(w->data[5], "\"before\""));
+	ck_assert_int_eq(w->version[6], 10);
+	/* A replay of a removed batch is no replay: nothing holds it. */
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 10, &err),
+	                 EVS_ECONFLICT);
+	free(w);
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(retention_keeps_the_last_events)
+{
+	char id[ID_LEN];
+	evs_error err = EVS_ERROR_INIT;
+	evs_retention keep3 = {3, 0}, all = {0, 0};
+
+	make_id(id, "lc-keep");
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 10, &err), 0);
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 9, &keep3, 0,
+	                                         &err),
+	                 EVS_EINVALID);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION),
+	                 "0 1 2 3 4 5 6 7 8 9 ");
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 9, &keep3,
+	                                         EVS_TRUNCATE_FORCE, &err),
+	                 0);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "7 8 9 ");
+	ck_assert_int_eq(ct_append_one(id, 9, &err), 0);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "8 9 10 ");
+	ck_assert_str_eq(versions_back(id, 10), "8 9 10 ");
+	/* No limit again: what scavenge has not removed reads again. */
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 10, &all, 0,
+	                                         &err),
+	                 0);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION),
+	                 "0 1 2 3 4 5 6 7 8 9 10 ");
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 10, &keep3,
+	                                         EVS_TRUNCATE_FORCE, &err),
+	                 0);
+	scavenge_all(1000);
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 10, &all, 0,
+	                                         &err),
+	                 0);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "8 9 10 ");
+	evs_error_clear(&err);
+}
+END_TEST
+
+/* Appends one event at `at` recorded `ago_s` seconds ago. */
+static void append_aged(const char *id, int64_t at, int64_t ago_s)
+{
+	evs_error err = EVS_ERROR_INIT;
+	evs_event *ev = ct_event("tested", (int)at);
+
+	ck_assert_int_eq(evs_event_set_recorded_at(
+	                         ev, (int64_t)time(NULL) * 1000000 -
+	                                     ago_s * 1000000, &err),
+	                 0);
+	ck_assert_int_eq(evs_store_append_ext(NULL, ct_store, id, at - 1, &ev,
+	                                      1, EVS_APPEND_KEEP_TIME, &err),
+	                 0);
+	evs_event_free(ev);
+	evs_error_clear(&err);
+}
+
+START_TEST(retention_by_age_reads_a_contiguous_suffix)
+{
+	char id[ID_LEN];
+	evs_error err = EVS_ERROR_INIT;
+	evs_retention day = {0, 86400};
+
+	if (ct_backend->no_keep_time)
+		return; /* its recorded times are the store's clock */
+	make_id(id, "lc-age");
+	/* Recorded times out of version order, as concurrent writers'
+	 * transactions make them: old, old, young, old, young. */
+	append_aged(id, 0, 3 * 86400);
+	append_aged(id, 1, 2 * 86400);
+	append_aged(id, 2, 60);
+	append_aged(id, 3, 2 * 86400);
+	append_aged(id, 4, 30);
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 4, &day,
+	                                         EVS_TRUNCATE_FORCE, &err),
+	                 0);
+	/* From the first young one on, the old one after it included. */
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "2 3 4 ");
+	scavenge_all(1000);
+	day.max_age_s = 0;
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 4, &day, 0,
+	                                         &err),
+	                 0);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "2 3 4 ");
+	evs_error_clear(&err);
+}
+END_TEST
+
+START_TEST(truncation_calls_check_their_arguments)
+{
+	char id[ID_LEN];
+	evs_error err = EVS_ERROR_INIT;
+	evs_retention bad = {-1, 0}, ok = {1, 0};
+	size_t n = 4711;
+
+	make_id(id, "lc-targs");
+	ck_assert_int_eq(ct_append_n(id, EVS_NO_VERSION, 0, 3, &err), 0);
+	ck_assert_int_eq(evs_store_truncate(NULL, id, 2, 1, 0, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_truncate(ct_store, NULL, 2, 1, 0, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_truncate(ct_store, EVS_LIFECYCLE_STREAM,
+	                                    EVS_ANY_VERSION, 1,
+	                                    EVS_TRUNCATE_FORCE, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, EVS_NO_VERSION, 1,
+	                                    0, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, 2, -1, 0, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, 2, 1, 8u, &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 2, NULL, 0,
+	                                         &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 2, &bad, 0,
+	                                         &err),
+	                 EVS_EINVALID);
+	bad.max_count = 0;
+	bad.max_age_s = -5;
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, 2, &bad, 0,
+	                                         &err),
+	                 EVS_EINVALID);
+	ck_assert_int_eq(evs_store_scavenge(&n, ct_store, 0, &err),
+	                 EVS_EINVALID);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(evs_store_scavenge(NULL, NULL, 10, &err),
+	                 EVS_EINVALID);
+	/* Deleted, or not there. */
+	ck_assert_int_eq(evs_store_truncate(ct_store, ct_id("lc-tnone"),
+	                                    EVS_ANY_VERSION, 0,
+	                                    EVS_TRUNCATE_FORCE, &err),
+	                 EVS_ENOTFOUND);
+	ck_assert_int_eq(evs_store_delete(NULL, ct_store, id, 2, 0, &err), 0);
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, EVS_ANY_VERSION, 1,
+	                                    EVS_TRUNCATE_FORCE, &err),
+	                 EVS_EDELETED);
+	ck_assert_int_eq(evs_store_set_retention(ct_store, id, EVS_ANY_VERSION,
+	                                         &ok, EVS_TRUNCATE_FORCE,
+	                                         &err),
+	                 EVS_EDELETED);
+	/* None of it changed anything. */
+	ck_assert_int_eq(evs_store_undelete(NULL, ct_store, id, 3, &err), 0);
+	ck_assert_str_eq(versions_of(id, EVS_NO_VERSION), "0 1 2 3 4 ");
+	evs_error_clear(&err);
+}
+END_TEST
+
 void ct_add_lifecycle_tests(Suite *s)
 {
 	TCase *tc = tcase_create("lifecycle");
@@ -658,5 +930,9 @@ void ct_add_lifecycle_tests(Suite *s)
 	tcase_add_test(tc, system_names_belong_to_evstore);
 	tcase_add_test(tc, lifecycle_calls_check_their_arguments);
 	tcase_add_test(tc, deletion_racing_appends_has_one_winner);
+	tcase_add_test(tc, truncation_starts_reads_at_the_cut_until_scavenged);
+	tcase_add_test(tc, retention_keeps_the_last_events);
+	tcase_add_test(tc, retention_by_age_reads_a_contiguous_suffix);
+	tcase_add_test(tc, truncation_calls_check_their_arguments);
 	suite_add_tcase(s, tc);
 }

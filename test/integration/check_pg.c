@@ -767,6 +767,110 @@ START_TEST(lifecycle_changes_are_logged)
 }
 END_TEST
 
+/* Scavenge in small steps while four threads append, to the truncated
+ * stream itself and to streams of their own: every append succeeds,
+ * appends go on while it runs, everything released goes, nothing
+ * retained does. */
+typedef struct {
+	const char *id;     /* the truncated stream */
+	char own[64];
+	volatile int *stop;
+	int appended, failed, during;
+	volatile int *scavenging;
+} scav_writer;
+
+static void *scav_write(void *arg)
+{
+	scav_writer *w = arg;
+	evs_error err = EVS_ERROR_INIT;
+
+	while (!*w->stop) {
+		int rc = ct_append_one(w->appended % 2 ? w->own : w->id,
+		                       EVS_ANY_VERSION, &err);
+
+		if (rc != 0)
+			w->failed++;
+		else if (*w->scavenging)
+			w->during++;
+		w->appended++;
+	}
+	evs_error_clear(&err);
+	return NULL;
+}
+
+START_TEST(scavenge_in_steps_while_appends_go_on)
+{
+	enum { N = 20000, CUT = 15000, STEP = 1000, WRITERS = 4 };
+	const char *id = fresh_id("scav");
+	PGconn *conn = pg_test_connect();
+	evs_error err = EVS_ERROR_INIT;
+	scav_writer ws[WRITERS];
+	pthread_t th[WRITERS];
+	volatile int stop = 0, scavenging = 0;
+	size_t n, total = 0, steps = 0;
+	char sql[1024];
+	int i, appended = 0;
+
+	snprintf(sql, sizeof(sql),
+	         "SET search_path TO \"%s\"; INSERT INTO streams (stream_id, "
+	         "version, last_key) VALUES ('%s', %d, pg_current_xact_id()); "
+	         "INSERT INTO events (stream_id, version, event_id, type, "
+	         "data) SELECT '%s', v, gen_random_uuid(), 'tested', "
+	         "jsonb_build_object('n', v) FROM generate_series(0, %d) v",
+	         pg_test_schema(), id, N - 1, id, N - 1);
+	pg_test_exec(conn, sql);
+	use_store(open_with(WRITERS + 1, 0, 0, 0));
+	ck_assert_int_eq(evs_store_truncate(ct_store, id, N - 1, CUT,
+	                                    EVS_TRUNCATE_FORCE, &err),
+	                 0);
+	for (i = 0; i < WRITERS; i++) {
+		ws[i].id = id;
+		snprintf(ws[i].own, sizeof(ws[i].own), "%s-own%d", id, i);
+		ws[i].stop = &stop;
+		ws[i].scavenging = &scavenging;
+		ws[i].appended = ws[i].failed = ws[i].during = 0;
+		ck_assert_int_eq(pthread_create(&th[i], NULL, scav_write,
+		                                &ws[i]),
+		                 0);
+	}
+	sleep_ms(200);
+	scavenging = 1;
+	do {
+		ck_assert_int_eq(evs_store_scavenge(&n, ct_store, STEP, &err),
+		                 0);
+		ck_assert_uint_le(n, STEP);
+		total += n;
+		steps++;
+	} while (n > 0);
+	scavenging = 0;
+	sleep_ms(100);
+	stop = 1;
+	for (i = 0; i < WRITERS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(ws[i].failed, 0);
+		ck_assert_int_gt(ws[i].during, 0);
+		appended += ws[i].appended;
+	}
+	ck_assert_uint_ge(total, CUT);
+	ck_assert_uint_ge(steps, CUT / STEP + 1);
+	/* Released: gone. Retained, and everything appended: there, in
+	 * order, no gap. */
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FILTER (WHERE version < %d) || '/' || "
+	         "(count(*) FILTER (WHERE version >= %d) = max(version) - %d "
+	         "+ 1) || '/' || (max(version) >= %d) FROM events WHERE "
+	         "stream_id = '%s'", CUT, CUT, CUT, N - 1 + appended / 2 - 1,
+	         id);
+	ck_assert_str_eq(pg_test_exec(conn, sql), "0/true/true");
+	fprintf(stderr, "postgres: scavenged %zu events in %zu steps while 4 "
+	        "threads appended %d events (%d, %d, %d, %d of them during "
+	        "the scavenge)\n", total, steps, appended, ws[0].during,
+	        ws[1].during, ws[2].during, ws[3].during);
+	evs_error_clear(&err);
+	PQfinish(conn);
+}
+END_TEST
+
 /* The history guard (sql/0006): even the owner cannot change, delete or
  * truncate events, truncate streams or move a version down, unless the
  * transaction first logs the change in lifecycle_log, which stays. */
@@ -1098,6 +1202,7 @@ Suite *pg_suite(void)
 	tcase_add_test(tc, direct_sql_cannot_store_what_the_rules_refuse);
 	tcase_add_test(tc, history_changes_only_as_a_logged_change);
 	tcase_add_test(tc, lifecycle_changes_are_logged);
+	tcase_add_test(tc, scavenge_in_steps_while_appends_go_on);
 	tcase_add_test(tc, statements_prepared_before_a_column_change_are_replaced);
 	tcase_add_test(tc, bad_options_are_refused);
 	if (getenv("EVS_TEST_PG_RESTART") != NULL)

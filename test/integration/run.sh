@@ -147,13 +147,17 @@ GRANT EXECUTE ON FUNCTION "$schema".append_many(text[], bigint[], integer[],
 	uuid[], text[], jsonb[], jsonb[], boolean, integer) TO "$role";
 SQL
 done
-# Deleting streams and keeping snapshots (migration 0007), for the two
-# that run the contract suite: README's grants for applications that do.
+# Deleting, truncating and scavenging streams, and keeping snapshots
+# (migration 0007), for the two that run the contract suite: README's
+# grants for applications that do.
 for role in "$app" "$fast"; do
 	psql_as "$owner_dsn" <<SQL
 GRANT EXECUTE ON FUNCTION "$schema".delete_stream(text, bigint, boolean,
 	boolean), "$schema".undelete_stream(text, bigint),
-	"$schema".store_snapshot(text, text, integer, bigint, jsonb) TO "$role";
+	"$schema".store_snapshot(text, text, integer, bigint, jsonb),
+	"$schema".truncate_stream(text, bigint, bigint, boolean),
+	"$schema".set_retention(text, bigint, bigint, interval, boolean),
+	"$schema".scavenge(integer) TO "$role";
 SQL
 done
 for role in "$fast" "$hostile"; do
@@ -287,7 +291,8 @@ leaked=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM pg_proc
 	                  'append_many_core', 'lock_streams_and_events',
 	                  'log_system_import', 'append_system_event',
 	                  'delete_stream', 'undelete_stream',
-	                  'store_snapshot')
+	                  'store_snapshot', 'truncate_stream',
+	                  'set_retention', 'scavenge', 'snapshot_covers')
 	  AND has_function_privilege('$app', oid, 'EXECUTE')")
 if [ "$leaked" != 0 ]; then
 	echo "run.sh: after 0002, $app may execute $leaked owner-only" \
@@ -295,9 +300,16 @@ if [ "$leaked" != 0 ]; then
 	exit 1
 fi
 after=$(psql_as "$owner_dsn" -A -t -c "$feed")
+# (The populated streams, which 0002 keyed from their events. A live
+# append that was inside 0001's append_events when 0002 ran finishes in
+# that old code, which sets no key: its stream's key can then lag its
+# last event's, and an append of the same stream waiting behind it may
+# sort before it in the feed. A known limit of upgrading from 0001 with
+# writers running.)
 keys=$(psql_as "$owner_dsn" -A -t -c "SELECT count(*) FROM \"$old\".streams s
-	WHERE last_key IS DISTINCT FROM (SELECT max(transaction_id)
-	FROM \"$old\".events e WHERE e.stream_id = s.stream_id)")
+	WHERE s.stream_id LIKE 's-%' AND last_key IS DISTINCT FROM (SELECT
+	max(transaction_id) FROM \"$old\".events e WHERE e.stream_id =
+	s.stream_id)")
 if [ "$before" != "$after" ] || [ "$(echo "$after" | wc -l)" != 100 ] ||
 	[ "$keys" != 0 ]; then
 	echo "run.sh: migrating a populated 0001 schema changed its events," \
