@@ -677,11 +677,13 @@ int evs_store_read_all(evs_store *store, const evs_position *after,
 
 /* ---- stream lifecycle ------------------------------------------------- */
 
-/* What evs_store_delete() and evs_store_undelete() check before the
- * slot: the slot itself, the id, and the expected version (returned in
- * *expected, EVS_STREAM_EXISTS as EVS_ANY_VERSION). */
+/* What the lifecycle calls check before the slot: the slot itself, the
+ * id, and the expected version (returned in *expected, EVS_STREAM_EXISTS
+ * as EVS_ANY_VERSION). `done`: what is done to streams, for messages
+ * ("deleted"). */
 static int check_lifecycle(evs_store *store, const char *aggregate_id,
-                           int64_t *expected, int has_slot, evs_error *err)
+                           int64_t *expected, int has_slot,
+                           const char *done, evs_error *err)
 {
 	int rc;
 
@@ -691,20 +693,20 @@ static int check_lifecycle(evs_store *store, const char *aggregate_id,
 	if (aggregate_id[0] == EVS_SYSTEM_PREFIX)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "aggregate_id \"%s\" starts with '$': "
-		                     "evstore's own streams are not deleted",
-		                     aggregate_id);
+		                     "evstore's own streams are not %s",
+		                     aggregate_id, done);
 	if (*expected == EVS_STREAM_EXISTS)
 		*expected = EVS_ANY_VERSION;
 	if (*expected < 0 && *expected != EVS_ANY_VERSION)
 		return evs_error_set(err, EVS_EINVALID, NULL,
 		                     "expected_version %lld is not a version "
 		                     "(0 or more) nor EVS_ANY_VERSION: a stream "
-		                     "without events has nothing to delete",
+		                     "without events has nothing to act on",
 		                     (long long)*expected);
 	if (store->be->version < 6 || !has_slot)
 		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
-		                     "this store's backend cannot delete "
-		                     "streams");
+		                     "this store's backend has no streams %s",
+		                     done);
 	return 0;
 }
 
@@ -722,7 +724,7 @@ int evs_store_delete(int64_t *version_out, evs_store *store,
 	if ((rc = check_lifecycle(store, aggregate_id, &expected_version,
 	                          store != NULL && store->be->version >= 6 &&
 	                                  store->be->delete_stream != NULL,
-	                          err)) < 0)
+	                          "deleted", err)) < 0)
 		return rc;
 	if ((flags & ~known) != 0)
 		return evs_error_set(err, EVS_EINVALID, NULL,
@@ -750,7 +752,7 @@ int evs_store_undelete(int64_t *version_out, evs_store *store,
 	if ((rc = check_lifecycle(store, aggregate_id, &expected_version,
 	                          store != NULL && store->be->version >= 6 &&
 	                                  store->be->undelete_stream != NULL,
-	                          err)) < 0)
+	                          "deleted", err)) < 0)
 		return rc;
 	rc = store->be->undelete_stream(&version, store->be, aggregate_id,
 	                                expected_version, err);
@@ -886,38 +888,22 @@ int evs_store_snapshots(evs_store *store, const char *aggregate_id,
 
 /* ---- truncation and retention ------------------------------------------ */
 
-/* The truncation slots, the id and the expected version (returned in
- * *expected, EVS_STREAM_EXISTS as EVS_ANY_VERSION), and the flags. */
+/* As check_lifecycle(), for the truncation slots, and the flags. */
 static int check_retention(evs_store *store, const char *aggregate_id,
                            int64_t *expected, unsigned int flags,
                            evs_error *err)
 {
-	int rc;
+	int rc = check_lifecycle(store, aggregate_id, expected,
+	                         store != NULL && store->be->version >= 6 &&
+	                                 store->be->truncate != NULL &&
+	                                 store->be->set_retention != NULL &&
+	                                 store->be->scavenge != NULL,
+	                         "truncated", err);
 
-	if ((rc = check_store(store, err)) < 0 ||
-	    (rc = evs__check_name("aggregate_id", aggregate_id, err)) < 0)
-		return rc;
-	if (aggregate_id[0] == EVS_SYSTEM_PREFIX)
-		return evs_error_set(err, EVS_EINVALID, NULL,
-		                     "aggregate_id \"%s\" starts with '$': "
-		                     "evstore's own streams are kept whole",
-		                     aggregate_id);
-	if (*expected == EVS_STREAM_EXISTS)
-		*expected = EVS_ANY_VERSION;
-	if (*expected < 0 && *expected != EVS_ANY_VERSION)
-		return evs_error_set(err, EVS_EINVALID, NULL,
-		                     "expected_version %lld is not a version "
-		                     "(0 or more) nor EVS_ANY_VERSION",
-		                     (long long)*expected);
-	if ((flags & ~EVS_TRUNCATE_FORCE) != 0)
-		return evs_error_set(err, EVS_EINVALID, NULL,
-		                     "flags 0x%x holds unknown bits", flags);
-	if (store->be->version < 6 || store->be->truncate == NULL ||
-	    store->be->set_retention == NULL || store->be->scavenge == NULL)
-		return evs_error_set(err, EVS_EUNSUPPORTED, NULL,
-		                     "this store's backend cannot truncate "
-		                     "streams");
-	return 0;
+	if (rc == 0 && (flags & ~EVS_TRUNCATE_FORCE) != 0)
+		rc = evs_error_set(err, EVS_EINVALID, NULL,
+		                   "flags 0x%x holds unknown bits", flags);
+	return rc;
 }
 
 int evs_store_truncate(evs_store *store, const char *aggregate_id,
